@@ -32,8 +32,8 @@ try:  # Airflow 3.x
 
     AIRFLOW_V_3 = True
 except ImportError:  # pragma: no cover - Airflow 2.x
-    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
-    from airflow.exceptions import (  # type: ignore[no-redef]
+    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
@@ -41,11 +41,11 @@ except ImportError:  # pragma: no cover - Airflow 2.x
         AirflowSkipException,
         TaskDeferred,
     )
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-    from airflow.io.path import ObjectStoragePath  # type: ignore[no-redef]
-    from airflow.models import BaseOperator, BaseOperatorLink, Connection  # type: ignore[no-redef]
-    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef]
-    from airflow.utils.context import Context  # type: ignore[no-redef]
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.io.path import ObjectStoragePath  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.models import BaseOperator, BaseOperatorLink, Connection  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
 
     AIRFLOW_V_3 = False
 

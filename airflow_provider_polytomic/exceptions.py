@@ -27,7 +27,9 @@ class PolytomicAPIError(AirflowException):
         path: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.status_code = status_code
+        # AirflowException declares status_code as the HTTP status Airflow's API would answer;
+        # here it is the status Polytomic answered (None when there was no response).
+        self.status_code = status_code  # type: ignore[assignment]
         self.key = key
         self.message = message
         self.method = method

@@ -1,0 +1,541 @@
+"""The one HTTP core every Polytomic call goes through, synchronous and asynchronous.
+
+A request is described once as a :class:`Call` (method, path, query, body, how to read the
+answer). :class:`SyncTransport` (requests) and :class:`AsyncTransport` (httpx) send it with
+the same headers, the same timeouts, the same :class:`RetryPolicy` (tenacity, both paths)
+and the same response parser, so the two paths cannot drift apart.
+
+Nothing in this module logs or raises text containing the API key: headers are never
+logged, exception messages are built here rather than copied from the HTTP libraries, and
+anything echoed from a response body is scrubbed of the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import platform
+import random
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import requests
+import tenacity
+from pydantic import SecretStr
+
+from airflow_provider_polytomic import __version__
+from airflow_provider_polytomic._compat import airflow_version
+from airflow_provider_polytomic.exceptions import (
+    PolytomicAPIError,
+    PolytomicNotFoundError,
+    PolytomicSyncAlreadyRunningError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_HOST = "https://app.polytomic.com"
+DEFAULT_API_VERSION = "2025-09-18"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_RETRY_MAX_WAIT = 60.0
+_IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,255}$")
+
+
+def user_agent() -> str:
+    """User-Agent naming the provider, Airflow and Python versions."""
+    return (
+        f"airflow-provider-polytomic/{__version__} apache-airflow/{airflow_version()} "
+        f"python/{platform.python_version()}"
+    )
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def _positive_float(conn_id: str, name: str, value: Any, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Connection {conn_id!r}: extra {name!r} must be a positive number of seconds, got {value!r}"
+        ) from None
+    if number <= 0:
+        raise ValueError(f"Connection {conn_id!r}: extra {name!r} must be positive, got {value!r}")
+    return number
+
+
+def _non_negative_int(conn_id: str, name: str, value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Connection {conn_id!r}: extra {name!r} must be a whole number, got {value!r}"
+        ) from None
+    if number < 0:
+        raise ValueError(f"Connection {conn_id!r}: extra {name!r} must be 0 or more, got {value!r}")
+    return number
+
+
+def build_base_url(host: str | None, port: int | None = None, scheme: str | None = None) -> str:
+    """Turn a connection's host (``app.polytomic.com``, ``https://polytomic.acme.internal``,
+    ``http://127.0.0.1:8900``) into a base URL without a trailing slash."""
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_HOST
+    if "://" not in host:
+        host = f"{scheme or 'https'}://{host}"
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"Polytomic connection host {host!r} is not an http(s) URL")
+    netloc = parts.netloc
+    if port and parts.port is None:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything needed to talk to one Polytomic deployment. The key is a :class:`SecretStr`."""
+
+    api_key: SecretStr = field(repr=False)
+    base_url: str = DEFAULT_HOST
+    api_version: str = DEFAULT_API_VERSION
+    organization_id: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT
+    retry_base_wait: float = 1.0
+    conn_id: str | None = None
+
+    @classmethod
+    def from_connection(cls, conn: Any, **overrides: Any) -> ClientConfig:
+        """Build a config from an Airflow ``Connection`` of type ``polytomic``.
+
+        ``overrides`` (``timeout``, ``max_retries``, ...) win over the connection's extras.
+        """
+        conn_id = getattr(conn, "conn_id", None) or "polytomic"
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+        if not isinstance(extra, dict):
+            raise ValueError(f"Connection {conn_id!r}: extra must be a JSON object")
+        # The 3.2+ connection form stores extras under their plain names; older forms
+        # prefixed them with extra__polytomic__.
+        extra = {k.removeprefix("extra__polytomic__"): v for k, v in extra.items()}
+        extra.update({k: v for k, v in overrides.items() if v is not None})
+        api_key = conn.password or extra.get("api_key")
+        if not api_key:
+            raise ValueError(
+                f"Connection {conn_id!r}: no API key. Put the Polytomic API key in the connection's password."
+            )
+        api_version = str(extra.get("api_version") or DEFAULT_API_VERSION)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", api_version):
+            raise ValueError(
+                f"Connection {conn_id!r}: extra 'api_version' must look like YYYY-MM-DD, got {api_version!r}"
+            )
+        try:
+            base_url = build_base_url(conn.host, getattr(conn, "port", None), extra.get("scheme"))
+        except ValueError as exc:
+            raise ValueError(f"Connection {conn_id!r}: {exc}") from None
+        org = extra.get("organization_id") or None
+        return cls(
+            api_key=SecretStr(str(api_key)),
+            base_url=base_url,
+            api_version=api_version,
+            organization_id=str(org) if org else None,
+            timeout=_positive_float(conn_id, "timeout", extra.get("timeout"), DEFAULT_TIMEOUT),
+            connect_timeout=_positive_float(
+                conn_id, "connect_timeout", extra.get("connect_timeout"), DEFAULT_CONNECT_TIMEOUT
+            ),
+            max_retries=_non_negative_int(
+                conn_id, "max_retries", extra.get("max_retries"), DEFAULT_MAX_RETRIES
+            ),
+            retry_max_wait=_positive_float(
+                conn_id, "retry_max_wait", extra.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT
+            ),
+            retry_base_wait=_positive_float(conn_id, "retry_base_wait", extra.get("retry_base_wait"), 1.0),
+            conn_id=conn_id,
+        )
+
+    @property
+    def api_host(self) -> str:
+        """``scheme://host:port`` of the API: the only origin that ever receives the key."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def authorization(self) -> str:
+        """The Authorization header value: Bearer, or org-scoped Basic for partner/deployment keys."""
+        key = self.api_key.get_secret_value()
+        if self.organization_id:
+            token = base64.b64encode(f"{self.organization_id}:{key}".encode()).decode("ascii")
+            return f"Basic {token}"
+        return f"Bearer {key}"
+
+    def headers(self, *, idempotency_key: str | None = None, has_body: bool = False) -> dict[str, str]:
+        headers = {
+            "Authorization": self.authorization(),
+            "X-Polytomic-Version": self.api_version,
+            "User-Agent": user_agent(),
+            "Accept": "application/json",
+        }
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    def scrub(self, text: str) -> str:
+        """Remove the API key (and its Basic form) from text that came off the wire."""
+        key = self.api_key.get_secret_value()
+        if key:
+            text = text.replace(key, "***")
+            text = text.replace(self.authorization().split(" ", 1)[1], "***")
+        return text
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_retries=self.max_retries, base_wait=self.retry_base_wait, max_wait=self.retry_max_wait
+        )
+
+
+# ------------------------------------------------------------------------------- calls
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API request, described without doing any I/O.
+
+    :param parse: turns the decoded JSON body (None when empty) into the result.
+    :param conflict_is_running: a 409 means "an execution is already running" (sync start).
+    """
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    conflict_is_running: bool = False
+    idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.idempotency_key is not None and not _IDEMPOTENCY_KEY_RE.match(self.idempotency_key):
+            raise ValueError(
+                f"idempotency_key={self.idempotency_key!r} must be 8-255 characters "
+                "of letters, digits, - or _"
+            )
+
+    @property
+    def sends_idempotency_key(self) -> bool:
+        return self.method.upper() == "POST"
+
+    def query(self) -> list[tuple[str, str]]:
+        """Query parameters with None dropped, booleans lowercased, lists repeated."""
+        out: list[tuple[str, str]] = []
+        for name, value in (self.params or {}).items():
+            if value is None:
+                continue
+            values = value if isinstance(value, list | tuple) else [value]
+            for v in values:
+                if isinstance(v, bool):
+                    out.append((name, "true" if v else "false"))
+                elif isinstance(v, datetime):
+                    out.append((name, format_time(v)))
+                else:
+                    out.append((name, str(v)))
+        return out
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, as the events API's time filters expect."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def data_of(body: Any) -> Any:
+    """Unwrap Polytomic's ``{"data": ...}`` envelope."""
+    if isinstance(body, dict) and "data" in body:
+        return body["data"]
+    return body
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class RetryableAPIError(PolytomicAPIError):
+    """A failure worth retrying (429, 5xx, network); carries the server's Retry-After."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+def error_from_response(
+    config: ClientConfig, call: Call[Any], status: int, headers: Mapping[str, str], content: bytes
+) -> PolytomicAPIError:
+    """Build the exception for a non-2xx answer, from either of Polytomic's error shapes:
+    ``{"status", "key", "message", "metadata"}`` or the legacy ``{"code", "error", "status", "context"}``."""
+    key: str | None = None
+    message: str | None = None
+    metadata: dict[str, Any] = {}
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error")
+        raw_key = body.get("key") or body.get("code")
+        key = str(raw_key) if raw_key is not None else None
+        meta = body.get("metadata") or body.get("context")
+        metadata = meta if isinstance(meta, dict) else {}
+        if message is not None and not isinstance(message, str):
+            message = json.dumps(message)[:500]
+    if not message:
+        text = content[:300].decode("utf-8", "replace").strip() if content else ""
+        message = text or f"HTTP {status}"
+    message = config.scrub(message)[:1000]
+    kwargs: dict[str, Any] = {
+        "status_code": status,
+        "key": key,
+        "method": call.method,
+        "path": call.path,
+        "metadata": metadata,
+    }
+    if status == 429 or status >= 500:
+        return RetryableAPIError(
+            message,
+            retry_after=parse_retry_after(headers.get("Retry-After") or headers.get("retry-after")),
+            **kwargs,
+        )
+    if status == 404:
+        return PolytomicNotFoundError(message, **kwargs)
+    if status == 409 and call.conflict_is_running:
+        return PolytomicSyncAlreadyRunningError(message, **kwargs)
+    return PolytomicAPIError(message, **kwargs)
+
+
+def decode_success(config: ClientConfig, call: Call[T], content: bytes) -> T:
+    if not content or not content.strip():
+        return call.parse(None)
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise PolytomicAPIError(
+            "the response body is not JSON", method=call.method, path=call.path, status_code=200
+        ) from None
+    try:
+        return call.parse(body)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise PolytomicAPIError(
+            f"unexpected response shape: {config.scrub(str(exc))[:500]}", method=call.method, path=call.path
+        ) from None
+
+
+# ------------------------------------------------------------------------------- retry
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The single retry policy of both transports.
+
+    Retries 429, 5xx, connection errors and timeouts, never other 4xx. Waits follow
+    ``Retry-After`` when the server sends one (capped at ``max_wait``), else an exponential
+    backoff from ``base_wait`` with jitter (half fixed, half random) capped at ``max_wait``.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    base_wait: float = 1.0
+    max_wait: float = DEFAULT_RETRY_MAX_WAIT
+
+    @staticmethod
+    def is_retryable(exc: BaseException) -> bool:
+        return isinstance(exc, RetryableAPIError)
+
+    def wait_for(self, attempt: int, exc: BaseException | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based) after ``exc``."""
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), self.max_wait)
+        ceiling = min(self.max_wait, self.base_wait * (2 ** max(0, attempt - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _tenacity_wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return self.wait_for(state.attempt_number, exc)
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        log.warning(
+            "Polytomic call failed (%s); retry %d of %d in %.1f s",
+            exc,
+            state.attempt_number,
+            self.max_retries,
+            wait,
+        )
+
+    def tenacity_kwargs(self) -> dict[str, Any]:
+        return {
+            "stop": tenacity.stop_after_attempt(self.max_retries + 1),
+            "retry": tenacity.retry_if_exception(self.is_retryable),
+            "wait": self._tenacity_wait,
+            "before_sleep": self._before_sleep,
+            "reraise": True,
+        }
+
+
+# -------------------------------------------------------------------------- transports
+
+
+def _network_error(call: Call[Any], config: ClientConfig, exc: BaseException) -> RetryableAPIError:
+    # Our own wording: library messages are not copied, so nothing unexpected leaks.
+    return RetryableAPIError(
+        f"{type(exc).__name__} while talking to {config.api_host}",
+        method=call.method,
+        path=call.path,
+    )
+
+
+class SyncTransport:
+    """Sends :class:`Call` objects with ``requests``."""
+
+    def __init__(self, config: ClientConfig, session: requests.Session | None = None) -> None:
+        self.config = config
+        self.session = session or requests.Session()
+        # Never pick up credentials from ~/.netrc for a host: we send our own.
+        self.session.trust_env = False
+        self.retry_policy = config.retry_policy
+
+    def __repr__(self) -> str:
+        return f"SyncTransport(base_url={self.config.base_url!r})"
+
+    def send(self, call: Call[T]) -> T:
+        key = call.idempotency_key or (uuid.uuid4().hex if call.sends_idempotency_key else None)
+        retrying = tenacity.Retrying(**self.retry_policy.tenacity_kwargs())
+        return retrying(self._send_once, call, key)
+
+    def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
+        headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
+        try:
+            response = self.session.request(
+                call.method,
+                self.config.base_url + call.path,
+                params=call.query(),
+                data=json.dumps(call.json) if call.json is not None else None,
+                headers=headers,
+                timeout=(self.config.connect_timeout, self.config.timeout),
+                allow_redirects=False,
+            )
+            content = response.content
+        except requests.RequestException as exc:
+            raise _network_error(call, self.config, exc) from None
+        log.debug("Polytomic %s %s -> %s", call.method, call.path, response.status_code)
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(self.config, call, response.status_code, response.headers, content)
+        return decode_success(self.config, call, content)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class AsyncTransport:
+    """Sends :class:`Call` objects with ``httpx.AsyncClient``; never blocks the event loop."""
+
+    def __init__(self, config: ClientConfig, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._client = client
+        self.retry_policy = config.retry_policy
+
+    def __repr__(self) -> str:
+        return f"AsyncTransport(base_url={self.config.base_url!r})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
+                trust_env=False,
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def send(self, call: Call[T]) -> T:
+        key = call.idempotency_key or (uuid.uuid4().hex if call.sends_idempotency_key else None)
+        retrying = tenacity.AsyncRetrying(**self.retry_policy.tenacity_kwargs())
+        return await retrying(self._send_once, call, key)
+
+    async def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
+        headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
+        try:
+            response = await self._http().request(
+                call.method,
+                self.config.base_url + call.path,
+                params=tuple(call.query()),
+                content=json.dumps(call.json).encode() if call.json is not None else None,
+                headers=headers,
+            )
+            content = response.content
+        except httpx.HTTPError as exc:
+            raise _network_error(call, self.config, exc) from None
+        log.debug("Polytomic %s %s -> %s", call.method, call.path, response.status_code)
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(self.config, call, response.status_code, response.headers, content)
+        return decode_success(self.config, call, content)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "DEFAULT_HOST",
+    "AsyncTransport",
+    "Call",
+    "ClientConfig",
+    "RetryPolicy",
+    "RetryableAPIError",
+    "SyncTransport",
+    "build_base_url",
+    "data_of",
+    "format_time",
+    "parse_retry_after",
+    "user_agent",
+]

@@ -1,0 +1,82 @@
+"""Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+This module imports nothing from Airflow and nothing heavy: Airflow loads it while it is
+itself starting up. Airflow 3.2+ builds the connection form from ``conn-fields`` and
+``ui-field-behaviour`` here; Airflow 2 calls the hook's classmethods, which read the same
+:data:`CONN_FIELDS` and :data:`UI_FIELD_BEHAVIOUR`, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_polytomic import __version__
+
+PACKAGE_NAME = "airflow-provider-polytomic"
+CONN_TYPE = "polytomic"
+
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "api_version": {
+        "label": "API version",
+        "description": "Sent as X-Polytomic-Version on every request.",
+        "schema": {"type": ["string", "null"], "default": "2025-09-18"},
+    },
+    "organization_id": {
+        "label": "Organization ID",
+        "description": "Only for partner or deployment keys: switches auth to Basic base64(org_id:key).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Read timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 30},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries on 429, 5xx, connection errors and timeouts.",
+        "schema": {"type": ["integer", "null"], "default": 5},
+    },
+    "webhook_secret": {
+        "label": "Webhook secret",
+        "description": "Secret of the organization's event webhook (6-32 characters), "
+        "used to verify deliveries.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"host": "Polytomic URL", "password": "API key"},
+    "placeholders": {"host": "https://app.polytomic.com", "password": "Polytomic API key"},
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata (validated against Airflow's provider_info schema in tests)."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Polytomic",
+        "description": "Run, wait for and react to Polytomic syncs; download their record logs.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Polytomic",
+                "external-doc-url": "https://apidocs.polytomic.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Polytomic",
+                "python-modules": ["airflow_provider_polytomic.hooks.polytomic"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": "airflow_provider_polytomic.hooks.polytomic.PolytomicHook",
+                "hook-name": "Polytomic",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+    }

@@ -1,0 +1,435 @@
+"""Pydantic models for what comes off Polytomic's wire.
+
+Every model tolerates missing and unknown fields, and every status is kept as the raw
+string Polytomic sent: Polytomic adds fields and enum values over time, and a new value
+must never crash a DAG. What decides success or failure is :func:`classify`, which treats
+anything it does not know as *still running* (fail closed: never a success by accident).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+log = logging.getLogger(__name__)
+
+SyncKind = Literal["model", "bulk"]
+SYNC_KINDS: tuple[str, ...] = ("model", "bulk")
+
+
+class _Wire(BaseModel):
+    """Base for wire models: unknown fields kept, nothing required beyond what identifies an object."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Outcome(str, enum.Enum):
+    """What a status or an event type means for someone waiting on a sync."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    SUCCEEDED_WITH_ERRORS = "succeeded_with_errors"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not Outcome.RUNNING
+
+    @property
+    def severity(self) -> int:
+        """Order used when two sources disagree: the worse one wins."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {
+    Outcome.RUNNING: 0,
+    Outcome.SUCCEEDED: 1,
+    Outcome.SUCCEEDED_WITH_ERRORS: 2,
+    Outcome.CANCELED: 3,
+    Outcome.FAILED: 4,
+}
+
+
+class EventType:
+    """The event types Polytomic documents. Note the plural/singular asymmetry of the
+    completed-with-errors types, which is Polytomic's own spelling."""
+
+    SYNC_RUNNING = "sync.running"
+    SYNC_COMPLETED = "sync.completed"
+    SYNC_COMPLETED_WITH_ERRORS = "sync.completed_with_errors"
+    SYNC_FAILED = "sync.failed"
+    SYNC_CANCELED = "sync.canceled"
+    BULK_SYNC_RUNNING = "bulk_sync.running"
+    BULK_SYNC_COMPLETED = "bulk_sync.completed"
+    BULK_SYNC_COMPLETED_WITH_ERROR = "bulk_sync.completed_with_error"
+    BULK_SYNC_FAILED = "bulk_sync.failed"
+    BULK_SYNC_CANCELED = "bulk_sync.canceled"
+
+    ALL: tuple[str, ...] = (
+        SYNC_RUNNING,
+        SYNC_COMPLETED,
+        SYNC_COMPLETED_WITH_ERRORS,
+        SYNC_FAILED,
+        SYNC_CANCELED,
+        BULK_SYNC_RUNNING,
+        BULK_SYNC_COMPLETED,
+        BULK_SYNC_COMPLETED_WITH_ERROR,
+        BULK_SYNC_FAILED,
+        BULK_SYNC_CANCELED,
+    )
+
+
+_EVENT_OUTCOMES: dict[str, Outcome] = {
+    EventType.SYNC_RUNNING: Outcome.RUNNING,
+    EventType.SYNC_COMPLETED: Outcome.SUCCEEDED,
+    EventType.SYNC_COMPLETED_WITH_ERRORS: Outcome.SUCCEEDED_WITH_ERRORS,
+    EventType.SYNC_FAILED: Outcome.FAILED,
+    EventType.SYNC_CANCELED: Outcome.CANCELED,
+    EventType.BULK_SYNC_RUNNING: Outcome.RUNNING,
+    EventType.BULK_SYNC_COMPLETED: Outcome.SUCCEEDED,
+    EventType.BULK_SYNC_COMPLETED_WITH_ERROR: Outcome.SUCCEEDED_WITH_ERRORS,
+    EventType.BULK_SYNC_FAILED: Outcome.FAILED,
+    EventType.BULK_SYNC_CANCELED: Outcome.CANCELED,
+}
+
+# Execution statuses (model: UtilExecutionStatus, bulk: BulkExecutionStatus). Polytomic
+# documents completed/canceled/failed as terminal. `interrupted` and bulk `errors` are not
+# documented as terminal; we treat `interrupted` as a failure and `errors` as completed with
+# errors (the status the bulk `completed_with_error` event corresponds to). Both are
+# assumptions, stated in the README.
+_STATUS_OUTCOMES: dict[str, Outcome] = {
+    "created": Outcome.RUNNING,
+    "scheduled": Outcome.RUNNING,
+    "queued": Outcome.RUNNING,
+    "waiting": Outcome.RUNNING,
+    "running": Outcome.RUNNING,
+    "processing": Outcome.RUNNING,
+    "exporting": Outcome.RUNNING,
+    "canceling": Outcome.RUNNING,
+    "completed": Outcome.SUCCEEDED,
+    "errors": Outcome.SUCCEEDED_WITH_ERRORS,
+    "failed": Outcome.FAILED,
+    "interrupted": Outcome.FAILED,
+    "canceled": Outcome.CANCELED,
+}
+
+_warned_unknown: set[str] = set()
+
+
+def classify(value: str | None) -> Outcome:
+    """Classify an execution status or an event type.
+
+    >>> classify("sync.completed_with_errors")
+    <Outcome.SUCCEEDED_WITH_ERRORS: 'succeeded_with_errors'>
+    >>> classify("completed")
+    <Outcome.SUCCEEDED: 'succeeded'>
+    >>> classify("some-new-status")  # unknown: still running, logged once
+    <Outcome.RUNNING: 'running'>
+    """
+    if not isinstance(value, str) or not value:
+        return Outcome.RUNNING
+    key = value.strip().lower()
+    outcome = _EVENT_OUTCOMES.get(key) or _STATUS_OUTCOMES.get(key)
+    if outcome is None:
+        if key not in _warned_unknown:
+            _warned_unknown.add(key)
+            log.warning("Unknown Polytomic status or event type %r: treating it as still running.", value)
+        return Outcome.RUNNING
+    return outcome
+
+
+def event_types_for(kind: SyncKind, *, terminal_only: bool = False) -> tuple[str, ...]:
+    """The event types of one sync kind (``model`` -> ``sync.*``, ``bulk`` -> ``bulk_sync.*``)."""
+    prefix = "sync." if kind == "model" else "bulk_sync."
+    return tuple(
+        t
+        for t in EventType.ALL
+        if t.startswith(prefix) and (not terminal_only or _EVENT_OUTCOMES[t].is_terminal)
+    )
+
+
+def event_type_for_outcome(kind: SyncKind, outcome: Outcome) -> str | None:
+    """The event type Polytomic emits for ``outcome`` on a sync of ``kind``."""
+    for etype in event_types_for(kind):
+        if _EVENT_OUTCOMES[etype] is outcome:
+            return etype
+    return None
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class SyncEventPayload(_Wire):
+    """Fields common to every ``sync.*`` / ``bulk_sync.*`` payload."""
+
+    execution_id: str | None = None
+    organization_id: str | None = None
+    sync_id: str | None = None
+    # Polytomic's 2024-02-08 guide shows `name` where the SDKs say `sync_name`.
+    sync_name: str | None = Field(default=None, validation_alias=AliasChoices("sync_name", "name"))
+    target_connection_id: str | None = None
+    source_connection_id: str | None = None
+    destination_connection_id: str | None = None
+    status: str | None = None
+    trigger: str | None = None
+    trigger_source: str | None = None
+    error: str | None = None
+
+
+class SyncCompletedPayload(SyncEventPayload):
+    """``sync.completed``: counts, and links to JSON files listing the affected records."""
+
+    record_count: int | None = None
+    inserted_count: int | None = None
+    updated_count: int | None = None
+    upserted_count: int | None = None
+    error_count: int | None = None
+    warning_count: int | None = None
+    warnings: list[str] | None = None
+    total_records: list[str] | None = None
+    inserted_records: list[str] | None = None
+    updated_records: list[str] | None = None
+    deleted_records: list[str] | None = None
+    errored_records: list[str] | None = None
+
+
+class SyncCompletedWithErrorsPayload(SyncEventPayload):
+    """``sync.completed_with_errors``."""
+
+    number_of_errors: int | None = None
+    number_of_warnings: int | None = None
+
+
+PAYLOAD_MODELS: dict[str, type[SyncEventPayload]] = {
+    EventType.SYNC_COMPLETED: SyncCompletedPayload,
+    EventType.SYNC_COMPLETED_WITH_ERRORS: SyncCompletedWithErrorsPayload,
+}
+
+
+class Event(_Wire):
+    """One item of ``GET /api/events`` (and, as far as we know, one webhook delivery)."""
+
+    id: str
+    type: str
+    created_at: datetime
+    organization_id: str | None = None
+    event: dict[str, Any] | None = None
+
+    @property
+    def payload(self) -> SyncEventPayload:
+        """The payload parsed with the model for this event type (never raises)."""
+        model = PAYLOAD_MODELS.get(self.type, SyncEventPayload)
+        try:
+            return model.model_validate(self.event or {})
+        except ValidationError:
+            # A payload whose fields have the wrong types identifies nothing.
+            return SyncEventPayload()
+
+    @property
+    def outcome(self) -> Outcome:
+        return classify(self.type)
+
+    @property
+    def sync_id(self) -> str | None:
+        return self.payload.sync_id
+
+    @property
+    def execution_id(self) -> str | None:
+        return self.payload.execution_id
+
+
+def parse_events(items: Iterable[Any]) -> list[Event]:
+    """Parse raw event dicts, skipping (and logging) any that are malformed."""
+    events: list[Event] = []
+    for item in items:
+        event = parse_event(item)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def parse_event(item: Any) -> Event | None:
+    """Parse one raw event; None (with a warning) when it is malformed."""
+    if not isinstance(item, dict):
+        log.warning("Ignoring a malformed Polytomic event of type %s", type(item).__name__)
+        return None
+    try:
+        return Event.model_validate(item)
+    except ValidationError as exc:
+        log.warning(
+            "Ignoring a malformed Polytomic event (id=%r): %s",
+            item.get("id"),
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+        )
+        return None
+
+
+# ------------------------------------------------------------------------- executions
+
+
+class ExecutionCounts(_Wire):
+    total: int | None = None
+    insert: int | None = None
+    update: int | None = None
+    delete: int | None = None
+    upserts: int | None = None
+    error: int | None = None
+    warnings: int | None = None
+
+
+class Execution(_Wire):
+    """A model-sync execution (``GetExecutionResponseSchema``)."""
+
+    id: str
+    status: str | None = None
+    type: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    counts: ExecutionCounts | None = None
+    errors: list[str] | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        outcome = classify(self.status)
+        if outcome is Outcome.SUCCEEDED and self.counts and (self.counts.error or 0) > 0:
+            return Outcome.SUCCEEDED_WITH_ERRORS
+        return outcome
+
+    @property
+    def error_message(self) -> str | None:
+        return "; ".join(self.errors) if self.errors else None
+
+    def summary_counts(self) -> dict[str, int | None]:
+        c = self.counts or ExecutionCounts()
+        return {
+            "record": c.total,
+            "inserted": c.insert,
+            "updated": c.update,
+            "deleted": c.delete,
+            "error": c.error,
+            "warning": c.warnings,
+        }
+
+
+class BulkExecution(_Wire):
+    """A bulk-sync execution (``BulkSyncExecution``)."""
+
+    id: str
+    status: str | None = None
+    status_message: str | None = None
+    type: str | None = None
+    is_partial: bool | None = None
+    is_resync: bool | None = None
+    is_test: bool | None = None
+    record_count: int | None = None
+    error_count: int | None = None
+    warning_count: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+    schemas: list[dict[str, Any]] | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return classify(self.status)
+
+    @property
+    def error_message(self) -> str | None:
+        return self.status_message
+
+    def summary_counts(self) -> dict[str, int | None]:
+        return {
+            "record": self.record_count,
+            "inserted": None,
+            "updated": None,
+            "deleted": None,
+            "error": self.error_count,
+            "warning": self.warning_count,
+        }
+
+
+AnyExecution = Execution | BulkExecution
+
+
+class SyncStatus(_Wire):
+    """``GET /api/syncs/{id}/status`` (model) with the execution type of the kind."""
+
+    current_execution: dict[str, Any] | None = None
+    last_execution: dict[str, Any] | None = None
+    next_execution_time: datetime | None = None
+
+
+class StartedExecution(_Wire):
+    """What starting a sync returns: at least the new execution's id."""
+
+    id: str
+    status: str | None = None
+    created_at: datetime | None = None
+
+
+class ExecutionLogUrls(_Wire):
+    """Signed URLs of an execution's log files. Bulk syncs spell the keys ``URLs``/``Expires``."""
+
+    urls: list[str] = Field(default_factory=list, validation_alias=AliasChoices("urls", "URLs"))
+    expires: datetime | None = Field(default=None, validation_alias=AliasChoices("expires", "Expires"))
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class Webhook(_Wire):
+    """The organization's event webhook. ``secret`` is a :class:`SecretStr`: it never prints."""
+
+    id: str
+    organization_id: str | None = None
+    endpoint: str | None = None
+    secret: SecretStr | None = None
+    disabled: bool | None = None
+    created_at: datetime | None = None
+
+
+class Identity(_Wire):
+    """``GET /api/me``."""
+
+    id: str | None = None
+    email: str | None = None
+    organization_id: str | None = None
+    organization_name: str | None = None
+    is_user: bool | None = None
+    is_organization: bool | None = None
+    is_partner: bool | None = None
+    is_system: bool | None = None
+
+
+__all__ = [
+    "SYNC_KINDS",
+    "AnyExecution",
+    "BulkExecution",
+    "Event",
+    "EventType",
+    "Execution",
+    "ExecutionCounts",
+    "ExecutionLogUrls",
+    "Identity",
+    "Outcome",
+    "StartedExecution",
+    "SyncCompletedPayload",
+    "SyncCompletedWithErrorsPayload",
+    "SyncEventPayload",
+    "SyncKind",
+    "SyncStatus",
+    "Webhook",
+    "classify",
+    "event_type_for_outcome",
+    "event_types_for",
+    "parse_event",
+    "parse_events",
+]

@@ -1,0 +1,15 @@
+"""Test configuration: an isolated AIRFLOW_HOME, unit-test mode, and the fake Polytomic server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports airflow.
+_HOME = tempfile.mkdtemp(prefix="polytomic-provider-tests-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
+
+pytest_plugins = ["airflow_provider_polytomic.testing.pytest_plugin"]
