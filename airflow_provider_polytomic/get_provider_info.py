@@ -70,6 +70,18 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_polytomic.hooks.polytomic"],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": "Polytomic",
+                "python-modules": ["airflow_provider_polytomic.sensors.polytomic"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Polytomic",
+                "python-modules": ["airflow_provider_polytomic.triggers.polytomic"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

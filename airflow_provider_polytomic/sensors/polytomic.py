@@ -1,0 +1,245 @@
+"""Sensor that gates tasks on a Polytomic sync's completion or failure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_polytomic._compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    default_deferrable,
+)
+from airflow_provider_polytomic.api import check_kind
+from airflow_provider_polytomic.exceptions import PolytomicNotFoundError, PolytomicSyncFailedError
+from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
+from airflow_provider_polytomic.models import Outcome
+from airflow_provider_polytomic.sync_wait import (
+    DEFAULT_STATUS_CHECK_INTERVAL,
+    SyncResult,
+    SyncWaiter,
+    SyncWatch,
+    WaitTarget,
+    parse_time,
+    status_check_every,
+    transient,
+    utcnow,
+)
+from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
+
+
+class SyncOutcomeMixin:
+    """Turns a :class:`SyncResult` into the task's fate; shared by the sensor and the run-sync operator."""
+
+    fail_on_errors: bool
+    soft_fail: bool
+    log: Any
+
+    def finish(self, result: SyncResult, *, waited_on_execution: bool) -> dict[str, Any]:
+        """Return the summary for XCom, or raise for a failed, canceled or errored execution.
+
+        A failure of a known execution raises :class:`AirflowFailException` (no retries: a
+        retry would wait on the same finished execution); otherwise
+        :class:`PolytomicSyncFailedError`. With ``soft_fail`` the task is skipped instead,
+        in every mode alike.
+        """
+        summary = result.summary()
+        failed = result.failed or (result.outcome is Outcome.SUCCEEDED_WITH_ERRORS and self.fail_on_errors)
+        if not failed:
+            if result.outcome is Outcome.SUCCEEDED_WITH_ERRORS:
+                self.log.warning(
+                    "%s; %s errors, %s warnings. Continuing because fail_on_errors=False.",
+                    result.describe(),
+                    summary["counts"].get("error"),
+                    summary["counts"].get("warning"),
+                )
+            else:
+                self.log.info("%s.", result.describe())
+            return summary
+        message = result.describe()
+        if self.soft_fail:
+            raise AirflowSkipException(f"{message} (soft_fail=True: skipping)")
+        if waited_on_execution:
+            raise AirflowFailException(message)
+        raise PolytomicSyncFailedError(message)
+
+
+class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
+    """Wait until a Polytomic sync execution finishes; succeed, warn or fail accordingly.
+
+    * With ``execution_id``: wait for that execution.
+    * Without: wait for the first execution of the sync that finishes after the baseline,
+      which is ``completed_after`` if given, else the moment the sensor first started
+      (kept through reschedules and deferral). A completion between the baseline and the
+      first poke counts.
+
+    Works in ``poke``, ``reschedule`` and deferrable mode with the same decision code
+    (:mod:`airflow_provider_polytomic.sync_wait`). Deferred sensors on one connection
+    share one poll of Polytomic's events API.
+
+    The XCom return value is a summary: ``sync_id``, ``execution_id``, ``status``,
+    ``outcome``, ``event_type``, ``event_id`` (None when the status endpoint decided),
+    ``completed_at`` and ``counts``.
+
+    Example::
+
+        PolytomicSyncSensor(
+            task_id="wait_for_contacts_sync",
+            sync_id="9a4e1c2d-3b4a-4f5e-8d7c-6b5a4f3e2d1c",
+            completed_after="{{ data_interval_end }}",
+            deferrable=True,
+            timeout=3600,
+        )
+
+    :param sync_id: the sync (templated).
+    :param execution_id: a specific execution to wait for (templated).
+    :param sync_kind: ``model`` (``sync.*`` events) or ``bulk`` (``bulk_sync.*`` events).
+    :param completed_after: only executions finishing after this datetime count (templated;
+        datetime or ISO 8601 string). Ignored with ``execution_id``.
+    :param fail_on_errors: fail when the execution completed with errors (default: warn).
+    :param polytomic_conn_id: the ``polytomic`` connection.
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param status_check_interval: seconds between fallback reads of the status endpoints,
+        which catch completions whose event Polytomic dropped.
+    """
+
+    template_fields: Sequence[str] = ("sync_id", "execution_id", "completed_after")
+    ui_color = "#5b3df5"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        sync_id: str,
+        execution_id: str | None = None,
+        sync_kind: str = "model",
+        completed_after: datetime | str | None = None,
+        fail_on_errors: bool = False,
+        polytomic_conn_id: str = PolytomicHook.default_conn_name,
+        deferrable: bool | None = None,
+        status_check_interval: float = DEFAULT_STATUS_CHECK_INTERVAL,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sync_id = sync_id
+        self.execution_id = execution_id
+        self.sync_kind = check_kind(sync_kind)
+        self.completed_after = completed_after
+        self.fail_on_errors = fail_on_errors
+        self.polytomic_conn_id = polytomic_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.status_check_interval = float(status_check_interval)
+        self._waiter: SyncWaiter | None = None
+        self._pokes = 0
+
+    # ------------------------------------------------------------------------ helpers
+
+    def baseline(self, context: Context) -> datetime:
+        """``completed_after``, else when this sensor first started (survives reschedules)."""
+        if self.completed_after not in (None, ""):
+            return parse_time(self.completed_after, "completed_after")
+        ti = context.get("ti") if context else None
+        if ti is not None:
+            if self.reschedule:
+                first = ti.get_first_reschedule_date(context)
+                if first is not None:
+                    return parse_time(first, "first reschedule date")
+            start = getattr(ti, "start_date", None)
+            if start is not None:
+                return parse_time(start, "task start date")
+        return utcnow()
+
+    def target(self, context: Context) -> WaitTarget:
+        return WaitTarget(
+            sync_id=self.sync_id,
+            sync_kind=self.sync_kind,
+            execution_id=self.execution_id or None,
+            baseline=self.baseline(context),
+            fail_on_errors=self.fail_on_errors,
+        )
+
+    # -------------------------------------------------------------------------- modes
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        target = self.target(context)
+        self.log.info(
+            "Deferring: waiting for Polytomic sync %s (%s) to finish after %s.",
+            target.sync_id,
+            f"execution {target.execution_id}" if target.execution_id else "any execution",
+            target.baseline.isoformat(),
+        )
+        self.defer(
+            trigger=PolytomicSyncTrigger(
+                polytomic_conn_id=self.polytomic_conn_id,
+                sync_id=target.sync_id,
+                sync_kind=target.sync_kind,
+                execution_id=target.execution_id,
+                baseline=target.baseline,
+                deadline=utcnow() + timedelta(seconds=self.timeout),
+                poll_interval=self.poke_interval,
+                status_check_interval=self.status_check_interval,
+            ),
+            method_name="execute_complete",
+            # The sensor's own timeout, so Airflow's timeout and soft_fail apply as in poke mode.
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if self._waiter is None:
+            target = self.target(context)
+            watch = SyncWatch(target, status_check_interval=self.status_check_interval)
+            self._waiter = SyncWaiter(PolytomicHook(self.polytomic_conn_id), watch)
+        force_status: bool | None = None
+        if self.reschedule:
+            # A rescheduled sensor is a new instance each poke: decide by poke number instead of elapsed time.
+            every = status_check_every(self.status_check_interval, self.poke_interval)
+            force_status = int(context.get("task_reschedule_count", 0) or 0) % every == 0
+        self._pokes += 1
+        try:
+            result = self._waiter.check(force_status=force_status)
+        except PolytomicNotFoundError as exc:
+            if self.execution_id:
+                raise AirflowFailException(str(exc)) from None
+            raise
+        except Exception as exc:
+            if transient(exc):
+                self.log.warning("Polytomic is not answering right now (%s); will poke again.", exc)
+                return False
+            raise
+        if result is None:
+            return False
+        return PokeReturnValue(
+            is_done=True, xcom_value=self.finish(result, waited_on_execution=bool(self.execution_id))
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired."""
+        return handle_trigger_event(self, event, waited_on_execution=bool(self.execution_id))
+
+
+def handle_trigger_event(
+    op: SyncOutcomeMixin, event: dict[str, Any] | None, *, waited_on_execution: bool
+) -> Any:
+    """Turn a :class:`PolytomicSyncTrigger` event into the task's fate (sensor and operator)."""
+    if not isinstance(event, dict):
+        raise PolytomicSyncFailedError(f"The Polytomic trigger sent no usable event: {event!r}")
+    status = event.get("status")
+    if status == "finished":
+        try:
+            result = SyncResult.from_dict(event["result"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PolytomicSyncFailedError(f"The Polytomic trigger sent a malformed result: {exc}") from None
+        return op.finish(result, waited_on_execution=waited_on_execution)
+    if status == "timeout":
+        raise AirflowSensorTimeout(event.get("message") or "Timed out waiting for the Polytomic sync.")
+    message = event.get("message") or f"Polytomic trigger error: {event!r}"
+    if event.get("fatal"):
+        raise AirflowFailException(message)
+    raise PolytomicSyncFailedError(message)

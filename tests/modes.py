@@ -1,0 +1,93 @@
+"""Run a sensor the way Airflow would, in poke, reschedule or deferrable mode.
+
+Only the task instance is a stand-in (it is Airflow's, not Polytomic's); everything the
+sensor says to Polytomic goes over real HTTP to the fake server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferred
+
+MODES = ("poke", "reschedule", "deferrable")
+
+
+class FakeTI:
+    """The few task-instance features sensors use: start date, first reschedule date, XCom."""
+
+    def __init__(self, start_date: datetime | None = None) -> None:
+        self.start_date = start_date or datetime.now(timezone.utc)
+        self.first_reschedule_date: datetime | None = None
+        self.xcom: dict[str, Any] = {}
+        self.dag_id, self.task_id, self.run_id, self.map_index, self.try_number = "dag", "task", "run", -1, 1
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self.first_reschedule_date
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def context_for(ti: FakeTI, **extra: Any) -> dict[str, Any]:
+    return {"ti": ti, "task_instance": ti, "task_reschedule_count": 0, **extra}
+
+
+async def first_trigger_event(trigger: Any, timeout: float) -> dict[str, Any]:
+    """Run a trigger until its first event, like the triggerer does (run() then cleanup())."""
+    agen = trigger.run()
+    try:
+        event = await asyncio.wait_for(agen.__anext__(), timeout)
+    finally:
+        await agen.aclose()
+        await trigger.cleanup()
+    return event.payload
+
+
+def rebuild(trigger: Any) -> Any:
+    """Serialize and rebuild a trigger, as the triggerer does from the database row."""
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    return getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def run_sensor(make_sensor: Callable[[str], Any], mode: str, *, wall_timeout: float = 30.0) -> Any:
+    """Run ``make_sensor(mode)`` to the end in ``mode``; return its XCom value or raise its exception.
+
+    ``make_sensor`` is called again whenever Airflow would build a fresh operator instance
+    (every reschedule, and on resume after deferral).
+    """
+    ti = FakeTI()
+    if mode == "poke":
+        return make_sensor("poke").execute(context_for(ti))
+    if mode == "reschedule":
+        count = 0
+        deadline = time.monotonic() + wall_timeout
+        while True:
+            sensor = make_sensor("reschedule")
+            try:
+                return sensor.execute(context_for(ti, task_reschedule_count=count))
+            except AirflowRescheduleException as exc:
+                if ti.first_reschedule_date is None:
+                    ti.first_reschedule_date = ti.start_date
+                count += 1
+                if time.monotonic() > deadline:
+                    raise AssertionError("reschedule loop did not finish") from exc
+                # Stand-in for the scheduler waiting until the reschedule date.
+                time.sleep(max(0.0, (exc.reschedule_date - datetime.now(timezone.utc)).total_seconds()))
+    if mode == "deferrable":
+        sensor = make_sensor("deferrable")
+        try:
+            sensor.execute(context_for(ti))
+        except TaskDeferred as deferred:
+            trigger = rebuild(deferred.trigger)
+            payload = asyncio.run(first_trigger_event(trigger, wall_timeout))
+            resumed = make_sensor("deferrable")
+            return resumed.resume_execution(deferred.method_name, {"event": payload}, context_for(ti))
+        raise AssertionError("a deferrable sensor must defer")
+    raise ValueError(mode)
