@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Triggers that start within this window share one backfill read.
 BACKFILL_BATCH_WINDOW = 0.05
-STATUS_CHECK_CONCURRENCY = 8
+STATUS_CHECK_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
