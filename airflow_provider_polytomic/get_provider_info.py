@@ -76,6 +76,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_polytomic.sensors.polytomic"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Polytomic",
+                "python-modules": ["airflow_provider_polytomic.operators.record_logs"],
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "Polytomic",

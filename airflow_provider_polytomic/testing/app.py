@@ -573,6 +573,12 @@ def build_api(state: PolytomicState) -> FastAPI:
     async def fake_state() -> JSONResponse:
         return JSONResponse(state.summary())
 
+    @app.get("/_fake/requests")
+    async def fake_requests(path_prefix: str = "/api/") -> JSONResponse:
+        """How many API requests arrived, in all and under ``path_prefix`` (for benchmarks)."""
+        matching = [r for r in list(state.requests) if r.path.startswith(path_prefix)]
+        return JSONResponse({"total": len(state.requests), "matching": len(matching)})
+
     @app.get("/_fake/events")
     async def fake_events() -> JSONResponse:
         return JSONResponse({"data": state.events()})

@@ -1,0 +1,216 @@
+"""Benchmark: N waiting sensors in deferrable mode, this provider's shared poll vs naive polling.
+
+For N = 1, 10, 100, 1000 sensors waiting on N different executions, it runs in one process:
+
+* **provider**: N ``PolytomicSyncTrigger`` on Airflow 3.3's own ``SharedStreamManager`` (as the
+  triggerer runs them): one events poll per interval for all, status read on nomination;
+* **naive**: N loops each reading its execution's status every interval (what the dbt Cloud,
+  Airbyte and Census triggers do).
+
+and prints API requests per poll interval while waiting, detection latency (sync finished ->
+trigger fired) p50/p99, and peak Python memory of the waiting side, with ratios naive/provider.
+The fake Polytomic server runs in a separate process so it does not share the GIL.
+
+    python benchmarks/sensor_shared_poll.py [--sizes 1,10,100,1000] [--interval 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from statistics import quantiles
+from typing import Any
+
+import httpx
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def start_fake() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_polytomic.testing", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    info = json.loads(proc.stdout.readline())
+    return proc, info
+
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+async def api_requests(control: httpx.AsyncClient, prefix: str = "/api/") -> int:
+    answer = await control.get("/_fake/requests", params={"path_prefix": prefix})
+    return int(answer.json()["matching"])
+
+
+async def until_quiet(control: httpx.AsyncClient, interval: float) -> None:
+    """Wait until start-up status checks are over: no status read during one whole interval."""
+    previous = -1
+    while True:
+        current = await api_requests(control, "/api/syncs/")
+        if current == previous:
+            return
+        previous = current
+        await asyncio.sleep(interval * 1.5)
+
+
+async def make_executions(control: httpx.AsyncClient, n: int) -> list[tuple[str, str]]:
+    # Started "a while ago", so their running events lie outside the poll's re-read window.
+    await control.post("/_fake/clock/advance", json={"seconds": -300})
+    pairs = []
+    for i in range(n):
+        sync_id = (await control.post("/_fake/syncs", json={"name": f"s{i}", "kind": "model"})).json()["id"]
+        execution_id = (await control.post(f"/_fake/syncs/{sync_id}/executions", json={})).json()["id"]
+        pairs.append((sync_id, execution_id))
+    await control.post("/_fake/clock/advance", json={"seconds": 300})
+    return pairs
+
+
+async def run_provider(
+    pairs: list[tuple[str, str]], interval: float, waiting: dict[str, float]
+) -> dict[str, float]:
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
+
+    manager = SharedStreamManager()
+    fired: dict[str, float] = {}
+
+    async def one(i: int, sync_id: str, execution_id: str) -> None:
+        trigger = PolytomicSyncTrigger(
+            polytomic_conn_id="polytomic_default",
+            sync_id=sync_id,
+            execution_id=execution_id,
+            baseline="2020-01-01T00:00:00Z",
+            poll_interval=interval,
+        )
+        key = trigger.shared_stream_key()
+        stream = manager.subscribe(trigger_id=i, trigger=trigger, key=key)
+        try:
+            async for _ in trigger.filter_shared_stream(stream):
+                fired[execution_id] = time.monotonic()
+                return
+        finally:
+            await manager.unsubscribe(i, key)
+
+    tasks = [asyncio.create_task(one(i, s, e)) for i, (s, e) in enumerate(pairs)]
+    waiting["ready"] = 1
+    await asyncio.gather(*tasks)
+    await manager.stop_all()
+    return fired
+
+
+async def run_naive(
+    pairs: list[tuple[str, str]], interval: float, waiting: dict[str, float]
+) -> dict[str, float]:
+    from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
+
+    hook = PolytomicHook()
+    fired: dict[str, float] = {}
+
+    async def one(sync_id: str, execution_id: str) -> None:
+        while True:
+            execution = await hook.aget_execution(sync_id, execution_id)
+            if execution.outcome.is_terminal:
+                fired[execution_id] = time.monotonic()
+                return
+            await asyncio.sleep(interval)
+
+    waiting["ready"] = 1
+    await asyncio.gather(*(one(s, e) for s, e in pairs))
+    await hook.aclose()
+    return fired
+
+
+async def measure(kind: str, n: int, interval: float, info: dict[str, Any]) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=info["url"], timeout=60) as control:
+        pairs = await make_executions(control, n)
+        runner = run_provider if kind == "provider" else run_naive
+        tracemalloc.start()
+        waiting: dict[str, float] = {}
+        task = asyncio.create_task(runner(pairs, interval, waiting))
+        # Start-up (first status checks) is excluded: measure the steady state while waiting.
+        if kind == "provider":
+            await until_quiet(control, interval)
+        else:
+            await asyncio.sleep(interval * 3)
+        before = await api_requests(control)
+        window = 5
+        await asyncio.sleep(interval * window)
+        per_interval = (await api_requests(control) - before) / window
+        finished: dict[str, float] = {}
+        for sync_id, execution_id in pairs:
+            await control.post(f"/_fake/syncs/{sync_id}/executions/{execution_id}/complete", json={})
+            finished[execution_id] = time.monotonic()
+            await asyncio.sleep(2.0 / n)  # completions spread over two seconds
+        fired = await asyncio.wait_for(task, 300)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        latencies = sorted(fired[e] - finished[e] for e in finished)
+        return {
+            "requests_per_interval": per_interval,
+            "p50": pct(latencies, 50),
+            "p99": pct(latencies, 99),
+            "peak_mib": peak / 2**20,
+        }
+
+
+def main() -> None:
+    # Imported before tracemalloc starts, so module code is not counted as waiting memory.
+    import airflow.triggers.shared_stream  # noqa: F401
+
+    import airflow_provider_polytomic.hooks.polytomic
+    import airflow_provider_polytomic.triggers.polytomic  # noqa: F401
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1,10,100,1000")
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args()
+    proc, info = start_fake()
+    try:
+        os.environ["AIRFLOW_CONN_POLYTOMIC_DEFAULT"] = json.dumps(
+            {"conn_type": "polytomic", "host": info["url"], "password": info["api_key"]}
+        )
+        print(f"poll interval {args.interval:.1f} s; fake Polytomic server in its own process")
+        header = (
+            f"{'N':>5} | {'requests/interval':>27} | {'latency p50 s':>21} | "
+            f"{'latency p99 s':>21} | {'peak memory MiB':>21}"
+        )
+        print(header)
+        print(
+            f"{'':>5} | {'provider  naive   ratio':>27} | {'provider naive':>21} | "
+            f"{'provider naive':>21} | {'provider naive':>21}"
+        )
+        for n in (int(x) for x in args.sizes.split(",")):
+            ours = asyncio.run(measure("provider", n, args.interval, info))
+            naive = asyncio.run(measure("naive", n, args.interval, info))
+            ratio = naive["requests_per_interval"] / max(ours["requests_per_interval"], 1e-9)
+            print(
+                f"{n:>5} | {ours['requests_per_interval']:>8.1f} {naive['requests_per_interval']:>7.1f} "
+                f"{ratio:>6.1f}x   | {ours['p50']:>8.2f} {naive['p50']:>8.2f}     | "
+                f"{ours['p99']:>8.2f} {naive['p99']:>8.2f}     | {ours['peak_mib']:>8.1f} {naive['peak_mib']:>8.1f}",
+                flush=True,
+            )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,527 @@
+"""PolytomicDownloadRecordLogsOperator and its engine, over real HTTP against the fake Polytomic.
+
+Every download test goes through the fake's API origin (events, log-URL endpoint) and its
+separate storage origin (signed record-log files), so links, redirects, gzip, truncation and
+header hygiene are exercised on real sockets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_polytomic._compat import Asset, ObjectStoragePath
+from airflow_provider_polytomic.operators.record_logs import PolytomicDownloadRecordLogsOperator
+from airflow_provider_polytomic.record_logs import (
+    MARKER_DIR,
+    RecordCounter,
+    RecordCountMismatchError,
+    RecordLogError,
+    count_records,
+    safe_file_name,
+)
+from airflow_provider_polytomic.testing import FakePolytomic
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+def _records(prefix: str, n: int) -> list[dict[str, Any]]:
+    # Strings with structure characters, escapes and non-ASCII keep the counter honest.
+    return [
+        {"id": f"{prefix}-{i}", "name": f'he said "hi, [{i}]" \\ {{ok}}', "tags": ["a", {"b": i}], "ü": None}
+        for i in range(n)
+    ]
+
+
+def _connect(fake: FakePolytomic, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
+    conn = {
+        "conn_type": "polytomic",
+        "host": fake.url,
+        "password": fake.api_key,
+        # Tiny backoff: retries are exercised, not waited for.
+        "extra": {"max_retries": 3, "retry_base_wait": 0.01, "retry_max_wait": 0.05, **extra},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_DEFAULT", json.dumps(conn))
+
+
+@pytest.fixture
+def make_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Start a fake with a storage origin, configured per test; stopped afterwards."""
+    started: list[FakePolytomic] = []
+
+    def make(**kwargs: Any) -> FakePolytomic:
+        fake = FakePolytomic(storage_origin=True, **kwargs).start()
+        started.append(fake)
+        _connect(fake, monkeypatch)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture
+def memory_fs() -> Iterator[Any]:
+    import airflow.sdk.io as sdk_io
+
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    sdk_io.attach(protocol="memory", fs=fs)
+    yield fs
+    fs.store.clear()
+
+
+def _run(fake: FakePolytomic, sync_id: str, execution_id: str, destination: Any, **kwargs: Any) -> dict:
+    op = PolytomicDownloadRecordLogsOperator(
+        task_id="record_logs",
+        sync_id=sync_id,
+        execution_id=execution_id,
+        destination=destination,
+        **kwargs,
+    )
+    return op.execute(context={})  # type: ignore[arg-type]
+
+
+def _finished(fake: FakePolytomic, inserted: int = 5, updated: int = 3, per_file: int = 2) -> tuple:
+    sync_id = fake.add_sync("contacts")
+    execution_id = fake.start_execution(sync_id)
+    ins, upd = _records("ins", inserted), _records("upd", updated)
+    event = fake.complete_execution(
+        sync_id, execution_id, inserted=ins, updated=upd, records_per_file=per_file
+    )
+    return sync_id, execution_id, ins, upd, event
+
+
+def _read_records(data: bytes) -> list[dict[str, Any]]:
+    text = data.decode()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+# ------------------------------------------------------------------------ happy paths
+
+
+def test_local_destination_plain_json_array(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake(record_log_format="json")
+    sync_id, execution_id, ins, _upd, _ = _finished(fake)
+    dest = tmp_path / "out"
+
+    xcom = _run(fake, sync_id, execution_id, str(dest))  # a plain local folder
+
+    assert xcom["sync_id"] == sync_id and xcom["execution_id"] == execution_id
+    assert xcom["counts"] == {"inserted": 5, "updated": 3}
+    assert [(f["record_type"], f["records"]) for f in xcom["files"]] == [
+        ("inserted", 2),
+        ("inserted", 2),
+        ("inserted", 1),
+        ("updated", 2),
+        ("updated", 1),
+    ]
+    got_ins: list[dict[str, Any]] = []
+    for f in xcom["files"]:
+        assert f["uri"].startswith("file://")
+        path = Path(urlsplit(f["uri"]).path)
+        assert path.is_relative_to(dest / f["record_type"])
+        assert path.stat().st_size == f["bytes"]
+        if f["record_type"] == "inserted":
+            got_ins += _read_records(path.read_bytes())
+    assert got_ins == ins
+    # XCom holds URIs and numbers only: no record data, no signed links.
+    blob = json.dumps(xcom)
+    assert "ins-0" not in blob and "sig=" not in blob and fake.storage_url not in blob
+    assert not [p for p in _all_files(dest) if ".partial-" in p.name]
+    assert len(list((dest / MARKER_DIR).rglob("*.done"))) == 5
+
+
+def test_memory_object_storage_gzip_json_lines(make_fake: Any, memory_fs: Any) -> None:
+    fake = make_fake(record_log_format="jsonl", gzip_record_logs=True)
+    sync_id, execution_id, _ins, upd, event = _finished(fake, inserted=4, updated=4)
+    # The fake gzips odd files with Content-Encoding and serves even ones as raw .gz bytes.
+    assert all(u.split("?")[0].endswith(".jsonl.gz") for u in event["event"]["inserted_records"])
+
+    xcom = _run(fake, sync_id, execution_id, "memory://bucket/runs/1")
+
+    assert xcom["counts"] == {"inserted": 4, "updated": 4}
+    uris = [f["uri"] for f in xcom["files"]]
+    assert uris == [
+        "memory://bucket/runs/1/inserted/inserts-0001.jsonl",
+        "memory://bucket/runs/1/inserted/inserts-0002.jsonl",
+        "memory://bucket/runs/1/updated/updates-0001.jsonl",
+        "memory://bucket/runs/1/updated/updates-0002.jsonl",
+    ]
+    got = [r for uri in uris[2:] for r in _read_records(ObjectStoragePath(uri).read_bytes())]
+    assert got == upd
+    assert not [k for k in memory_fs.store if ".partial-" in k]
+
+
+def test_gzip_json_array_and_plain_json_lines(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake(record_log_format="json", gzip_record_logs=True)
+    sync_id, execution_id, ins, _, _ = _finished(fake, inserted=3, updated=0, per_file=3)
+    xcom = _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+    (only,) = xcom["files"]
+    data = Path(urlsplit(only["uri"]).path).read_bytes()
+    assert not data.startswith(b"\x1f\x8b")  # stored decompressed
+    assert json.loads(data) == ins and only["records"] == 3
+
+    fake2 = make_fake(record_log_format="jsonl")
+    sync_id, execution_id, ins, _, _ = _finished(fake2, inserted=3, updated=0, per_file=3)
+    xcom = _run(fake2, sync_id, execution_id, tmp_path / "lines")
+    assert xcom["counts"] == {"inserted": 3, "updated": 0}
+    assert _read_records(Path(urlsplit(xcom["files"][0]["uri"]).path).read_bytes()) == ins
+
+
+def test_sync_without_updates_gives_zero_files_and_counts(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    sync_id, execution_id, _, _, event = _finished(fake, inserted=2, updated=0)
+    assert event["event"]["updated_records"] is None
+    xcom = _run(fake, sync_id, execution_id, tmp_path, record_types=("inserted", "updated", "deleted"))
+    assert xcom["counts"] == {"inserted": 2, "updated": 0, "deleted": 0}
+    assert {f["record_type"] for f in xcom["files"]} == {"inserted"}
+
+
+# ------------------------------------------------------------------------ link problems
+
+
+def test_expired_links_are_refreshed_through_the_api(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    fake.faults.expire_record_links = True
+    sync_id, execution_id, _ins, _upd, _ = _finished(fake)
+
+    xcom = _run(fake, sync_id, execution_id, tmp_path)
+
+    assert xcom["counts"] == {"inserted": 5, "updated": 3}
+    refused = [r for r in fake.storage_requests if r.query.get("expires")]
+    assert len(refused) == 10  # 5 expired answers (403), 5 fresh links that worked
+    log_calls = [
+        r.path for r in fake.requests if r.path.startswith("/api/syncs/") and "/executions/" in r.path
+    ]
+    # One refresh per record type, not one per file.
+    assert sorted(log_calls) == sorted(
+        [
+            f"/api/syncs/{sync_id}/executions/{execution_id}/inserts",
+            f"/api/syncs/{sync_id}/executions/{execution_id}/updates",
+        ]
+    )
+
+
+def test_refused_fresh_link_fails_after_one_refresh(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake(signed_url_ttl=-120)  # every minted link is already expired
+    sync_id, execution_id, *_ = _finished(fake, inserted=1, updated=0)
+    with pytest.raises(RecordLogError, match="fresh link from Polytomic was also refused"):
+        _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+    assert len(fake.storage_requests) == 2
+    assert not (tmp_path / "inserted" / "inserts-0001.json").exists()
+
+
+def test_event_past_retention_falls_back_to_log_endpoint(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    sync_id, execution_id, _ins, _upd, _ = _finished(fake)
+    fake.clock.advance(49 * 3600)  # the event (and its links) are gone
+
+    xcom = _run(fake, sync_id, execution_id, tmp_path, strict=True)
+
+    assert xcom["counts"] == {"inserted": 5, "updated": 3}
+    paths = {r.path for r in fake.requests}
+    assert f"/api/syncs/{sync_id}/executions/{execution_id}/inserts" in paths
+    assert f"/api/syncs/{sync_id}/executions/{execution_id}" in paths  # expected counts
+
+
+def test_dropped_event_falls_back_to_log_endpoint(make_fake: Any, memory_fs: Any) -> None:
+    fake = make_fake()
+    fake.faults.drop_events = {"sync.completed"}
+    sync_id, execution_id, *_ = _finished(fake, inserted=3, updated=1)
+    xcom = _run(fake, sync_id, execution_id, "memory://drop/x")
+    assert xcom["counts"] == {"inserted": 3, "updated": 1}
+
+
+def test_truncated_body_is_retried_and_never_left_at_the_final_path(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    sync_id, execution_id, ins, _, _ = _finished(fake, inserted=4, updated=0, per_file=4)
+    fake.faults.truncate_record_logs(1)
+
+    xcom = _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+
+    assert xcom["counts"] == {"inserted": 4}
+    assert len(fake.storage_requests) == 2
+    assert json.loads((tmp_path / "inserted" / "inserts-0001.json").read_bytes()) == ins
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_truncated_body_every_time_fails_clearly(
+    make_fake: Any, tmp_path: Path, gzipped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = make_fake(gzip_record_logs=gzipped)
+    _connect(fake, monkeypatch, max_retries=1)
+    sync_id, execution_id, *_ = _finished(fake, inserted=4, updated=0, per_file=4)
+    fake.faults.truncate_record_logs(10)
+
+    with pytest.raises(RecordLogError, match="could not be downloaded after 1 retries"):
+        _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+
+    assert len(fake.storage_requests) == 2
+    assert [p.name for p in _all_files(tmp_path / "inserted")] == []  # no final file, no partial
+
+
+def test_rerun_skips_complete_files_unless_overwrite(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    sync_id, execution_id, *_ = _finished(fake)
+    first = _run(fake, sync_id, execution_id, tmp_path)
+    downloads = len(fake.storage_requests)
+    assert downloads == 5
+
+    assert _run(fake, sync_id, execution_id, tmp_path) == first
+    assert len(fake.storage_requests) == downloads  # nothing fetched again
+
+    # A file whose size no longer matches its marker is not complete: only it is fetched again.
+    victim = tmp_path / "updated" / "updates-0002.json"
+    victim.write_bytes(b"[")
+    assert _run(fake, sync_id, execution_id, tmp_path) == first
+    assert len(fake.storage_requests) == downloads + 1
+    assert fake.storage_requests[-1].path.endswith("/updates-0002.json")
+
+    assert _run(fake, sync_id, execution_id, tmp_path, overwrite=True) == first
+    assert len(fake.storage_requests) == downloads + 6
+
+
+def test_destination_of_another_execution_is_refused(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    sync_id, first_execution, *_ = _finished(fake)
+    _run(fake, sync_id, first_execution, tmp_path)
+    second_execution = fake.start_execution(sync_id)
+    fake.complete_execution(sync_id, second_execution, inserted=_records("x", 1), records_per_file=2)
+    with pytest.raises(RecordLogError, match="another execution"):
+        _run(fake, sync_id, second_execution, tmp_path)
+
+
+# ------------------------------------------------------------------------- security
+
+
+def _crafted_event(fake: FakePolytomic, event: dict[str, Any], links: list[str], **changes: Any) -> None:
+    payload = dict(event["event"], inserted_records=links, updated_records=None, **changes)
+    fake.add_event("sync.completed", payload)
+
+
+def test_links_cannot_escape_the_destination(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    sync_id, execution_id, _ins, _, event = _finished(fake, inserted=3, updated=0, per_file=1)
+    real = event["event"]["inserted_records"]
+    evil_names = ["..%2F..%2F..%2Fescaped.json", "%2e%2e%5c%2e%2e%5cescaped2.json", "%252e%252e%252fx.json"]
+    crafted = []
+    for url, name in zip(real, evil_names, strict=True):
+        parts = urlsplit(url)
+        base = parts.path.rsplit("/", 1)[0]
+        crafted.append(f"{parts.scheme}://{parts.netloc}{base}/{name}?{parts.query}")
+    _crafted_event(fake, event, crafted, inserted_count=3)
+    dest = tmp_path / "a" / "b" / "dest"
+
+    xcom = _run(fake, sync_id, execution_id, dest, record_types=["inserted"])
+
+    # The storage answered 404 for the crafted names; the fresh links from the API were used,
+    # and every file landed inside the destination under a sanitised name.
+    assert xcom["counts"] == {"inserted": 3}
+    names = sorted(Path(urlsplit(f["uri"]).path).name for f in xcom["files"])
+    assert names == ["2e_2e_2fx.json", "escaped.json", "escaped2.json"]
+    outside = [p for p in _all_files(tmp_path) if not p.is_relative_to(dest)]
+    assert outside == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://s/x/../../etc/passwd", "passwd"),
+        ("https://s/a/..%2F..%2Fevil.json?sig=1", "evil.json"),
+        ("https://s/a/..%5C..%5Cevil.json", "evil.json"),
+        ("https://s/a/%2Fetc%2Fpasswd", "passwd"),
+        ("https://s/a/..", "inserted-0007.json"),
+        ("https://s/a/.hidden.json", "hidden.json"),
+        ("https://s/a/", "inserted-0007.json"),
+        ("https://s/a/records%00.json.gz", "records_.json"),
+        ("https://s/a/C:%5CWindows%5Cx.json", "x.json"),
+        ("https://s/a/%252e%252e%252f", "2e_2e_2f"),
+    ],
+)
+def test_safe_file_name(url: str, expected: str) -> None:
+    name = safe_file_name(url, "inserted", 7)
+    assert name == expected
+    assert "/" not in name and "\\" not in name and not name.startswith(".")
+
+
+@pytest.mark.parametrize("link", ["file:///etc/passwd", "ftp://example.com/x.json", "//no-scheme/x.json"])
+def test_non_http_links_are_refused(make_fake: Any, tmp_path: Path, link: str) -> None:
+    fake = make_fake()
+    sync_id, execution_id, _, _, event = _finished(fake, inserted=1, updated=0)
+    _crafted_event(fake, event, [link])
+    with pytest.raises(RecordLogError, match=r"only http and https|scheme"):
+        _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+    assert fake.storage_requests == []
+
+
+def test_api_key_never_reaches_the_storage_origin(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake(gzip_record_logs=True)
+    fake.faults.expire_record_links = True
+    sync_id, execution_id, _, _, event = _finished(fake, inserted=2, updated=2)
+    # One more link, on the API origin's own file endpoint: it needs the key and redirects
+    # to storage, so the key must go to the API hop and not follow the redirect.
+    api_file = f"{fake.url}/api/syncs/{sync_id}/executions/{execution_id}/inserts/inserts-0001"
+    _crafted_event(fake, event, [api_file], inserted_count=2)
+
+    xcom = _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+
+    assert xcom["counts"] == {"inserted": 2}
+    assert fake.storage_requests, "nothing was fetched from storage"
+    for request in fake.storage_requests:
+        assert not request.has_authorization
+        assert all(fake.api_key not in value for value in request.headers.values())
+        assert all(fake.api_key not in value for _, value in request.query_list)
+    api_hop = [r for r in fake.requests if r.path.endswith("/inserts/inserts-0001")]
+    assert api_hop and all(r.has_authorization for r in api_hop)
+
+
+def test_secrets_and_signatures_stay_out_of_errors_and_logs(
+    make_fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_fake(signed_url_ttl=-120)
+    sync_id, execution_id, *_ = _finished(fake, inserted=1, updated=0)
+    # Our own loggers at DEBUG. (urllib3's DEBUG log prints request lines with their query, as
+    # for any requests user; Airflow task logs run at INFO.)
+    caplog.set_level(logging.DEBUG, logger="airflow_provider_polytomic")
+    with pytest.raises(RecordLogError) as info:
+        _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
+    text = str(info.value) + caplog.text
+    assert "sig=" not in text and "expires=" not in text and fake.api_key not in text
+
+
+# ------------------------------------------------------------------------------ counts
+
+
+def test_count_mismatch_warns_or_fails_when_strict(
+    make_fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = make_fake()
+    sync_id, execution_id, _, _, event = _finished(fake, inserted=2, updated=0)
+    _crafted_event(fake, event, event["event"]["inserted_records"], inserted_count=5)
+
+    with caplog.at_level(logging.WARNING):
+        xcom = _run(fake, sync_id, execution_id, tmp_path / "warn", record_types=["inserted"])
+    assert xcom["counts"] == {"inserted": 2}
+    assert "inserted: counted 2, Polytomic reported 5" in caplog.text
+
+    with pytest.raises(RecordCountMismatchError, match="counted 2, Polytomic reported 5"):
+        _run(fake, sync_id, execution_id, tmp_path / "strict", record_types=["inserted"], strict=True)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    values=st.lists(JSON_VALUES, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40),
+    ascii_only=st.booleans(),
+    indent=st.sampled_from([None, 1]),
+)
+def test_counter_counts_any_json_array_split_anywhere(
+    values: list[Any], cuts: list[int], ascii_only: bool, indent: int | None
+) -> None:
+    doc = json.dumps(values, ensure_ascii=ascii_only, indent=indent).encode()
+    chunks, i, k = [], 0, 0
+    while i < len(doc):
+        step = cuts[k % len(cuts)]
+        chunks.append(doc[i : i + step])
+        i, k = i + step, k + 1
+    assert count_records(chunks) == len(values)
+    lines = b"".join(json.dumps(v).encode() + b"\n" for v in values if not isinstance(v, list))
+    expected = sum(1 for v in values if not isinstance(v, list))
+    assert count_records([lines[j : j + 3] for j in range(0, len(lines), 3)], "jsonl") == expected
+    if len(doc) > 2:
+        truncated = RecordCounter()
+        truncated.feed(doc[:-1])
+        assert truncated.finish() is None
+
+
+def test_counter_edge_cases() -> None:
+    assert count_records([b""]) == 0
+    assert count_records([b"  [ ", b" ] \n"]) == 0
+    assert count_records([b'["a\\', b'"]", "b"]']) == 2  # escaped quote split across chunks
+    assert count_records([b'{"a": 1}\n\n{"b": 2}']) == 2  # JSON lines sniffed
+    assert count_records([b"[1,2] [3]"]) is None  # two documents: not one array
+
+
+# -------------------------------------------------------------------------- operator
+
+
+def test_operator_validates_parameters() -> None:
+    ok: dict[str, Any] = {"task_id": "t", "sync_id": "s", "execution_id": "e", "destination": "/tmp/x"}
+    cases = [
+        ({"sync_id": ""}, "sync_id"),
+        ({"execution_id": None}, "execution_id"),
+        ({"destination": 3}, "destination"),
+        ({"destination": " "}, "destination"),
+        ({"record_types": ["inserted", "upserted"]}, "'upserted'"),
+        ({"record_types": []}, "record_types"),
+        ({"record_types": ["inserted", "inserted"]}, "listed twice"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": True}, "max_concurrency"),
+        ({"overwrite": "yes"}, "overwrite"),
+        ({"strict": 1}, "strict"),
+        ({"sync_kind": "stream"}, "sync_kind"),
+        ({"sync_kind": "bulk"}, "bulk syncs"),
+        ({"polytomic_conn_id": ""}, "polytomic_conn_id"),
+        ({"destination": "s3://b/{{ run_id }}", "outlet_asset": True}, "outlet_asset"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            PolytomicDownloadRecordLogsOperator(**{**ok, **change})
+
+
+def test_operator_template_fields_and_outlets(tmp_path: Path) -> None:
+    op = PolytomicDownloadRecordLogsOperator(
+        task_id="t", sync_id="s", execution_id="e", destination=str(tmp_path), outlet_asset=True
+    )
+    assert set(op.template_fields) == {"sync_id", "execution_id", "destination"}
+    assert [a.uri for a in op.outlets] == [tmp_path.as_uri()]
+    asset = Asset(uri="s3://bucket/polytomic")
+    op = PolytomicDownloadRecordLogsOperator(
+        task_id="t2", sync_id="s", execution_id="e", destination="s3://b/{{ run_id }}", outlet_asset=asset
+    )
+    assert op.outlets == [asset]
+
+
+def test_operator_refuses_unrendered_ids(make_fake: Any, tmp_path: Path) -> None:
+    fake = make_fake()
+    with pytest.raises(ValueError, match="execution_id was not rendered"):
+        _run(fake, "s", "{{ ti.xcom_pull(task_ids='wait')['execution_id'] }}", tmp_path)
+
+
+def test_gzip_magic_is_detected_without_content_encoding() -> None:
+    # Pure decoder check on a multi-member gzip body.
+    from airflow_provider_polytomic.record_logs import _Decoder
+
+    body = gzip.compress(b'[{"a":1},') + gzip.compress(b'{"b":2}]')
+    decoder = _Decoder(None, 1024)
+    out = b"".join(p for i in range(0, len(body), 5) for p in decoder.feed(body[i : i + 5]))
+    out += b"".join(decoder.finish())
+    assert out == b'[{"a":1},{"b":2}]'
