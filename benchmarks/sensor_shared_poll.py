@@ -204,7 +204,8 @@ def main() -> None:
             print(
                 f"{n:>5} | {ours['requests_per_interval']:>8.1f} {naive['requests_per_interval']:>7.1f} "
                 f"{ratio:>6.1f}x   | {ours['p50']:>8.2f} {naive['p50']:>8.2f}     | "
-                f"{ours['p99']:>8.2f} {naive['p99']:>8.2f}     | {ours['peak_mib']:>8.1f} {naive['peak_mib']:>8.1f}",
+                f"{ours['p99']:>8.2f} {naive['p99']:>8.2f}     | "
+                f"{ours['peak_mib']:>8.1f} {naive['peak_mib']:>8.1f}",
                 flush=True,
             )
     finally:
