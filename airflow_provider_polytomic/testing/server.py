@@ -27,6 +27,11 @@ class _TransportExposingH11(H11Protocol):
     """uvicorn's h11 protocol, exposing the transport in the scope (for connection-reset faults)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # Headers and body leave in separate writes; without TCP_NODELAY, Nagle's algorithm and
+        # the client's delayed ACK add ~40 ms to every response.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         inner: Callable[..., Any] = self.app
 
