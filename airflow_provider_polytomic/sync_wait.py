@@ -257,7 +257,11 @@ class SyncWatch:
     ) -> SyncResult | None:
         """Feed the answer of a status check. Returns the result when the wait is over."""
         self._last_status_check = now or utcnow()
-        self._unconfirmed = False
+        executions = list(executions)
+        terminal_ids = {e.id for e in executions if e.outcome.is_terminal}
+        # A nominated execution the status endpoint does not show as finished yet (it may lag
+        # behind the event) is checked again on the next poll rather than after the interval.
+        self._unconfirmed = any(execution_id not in terminal_ids for execution_id in self._terminal)
         chosen: Execution | BulkExecution | None = None
         for execution in executions:
             if not execution.outcome.is_terminal:
