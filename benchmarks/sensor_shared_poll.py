@@ -152,7 +152,9 @@ def measure_fresh(kind: str, n: int, interval: float) -> dict[str, float]:
 
 
 async def measure(kind: str, n: int, interval: float, info: dict[str, Any]) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=info["url"], timeout=60) as control:
+    # No keep-alive: a control call must not race the server closing an idle connection.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=info["url"], timeout=60, limits=limits) as control:
         pairs = await make_executions(control, n)
         runner = run_provider if kind == "provider" else run_naive
         tracemalloc.start()
@@ -160,6 +162,8 @@ async def measure(kind: str, n: int, interval: float, info: dict[str, Any]) -> d
         task = asyncio.create_task(runner(pairs, interval, waiting))
         # Start-up (first status checks) is excluded: measure the steady state while waiting.
         if kind == "provider":
+            while await api_requests(control, "/api/syncs/") < n:
+                await asyncio.sleep(interval / 4)
             await until_quiet(control, interval)
         else:
             await asyncio.sleep(interval * 3)
