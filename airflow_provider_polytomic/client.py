@@ -12,6 +12,7 @@ anything echoed from a response body is scrubbed of the key.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import json
@@ -481,18 +482,28 @@ class AsyncTransport:
     def __init__(self, config: ClientConfig, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
         self._client = client
+        self._lock: asyncio.Lock | None = None
         self.retry_policy = config.retry_policy
 
     def __repr__(self) -> str:
         return f"AsyncTransport(base_url={self.config.base_url!r})"
 
-    def _http(self) -> httpx.AsyncClient:
+    def _build_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    async def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
-                trust_env=False,
-                follow_redirects=False,
-            )
+            if self._lock is None:
+                self._lock = asyncio.Lock()
+            async with self._lock:
+                if self._client is None:
+                    # Building the client loads the CA bundle from disk, which blocked the
+                    # triggerer's event loop for most of a second: do it in a thread.
+                    self._client = await asyncio.to_thread(self._build_client)
         return self._client
 
     async def send(self, call: Call[T]) -> T:
@@ -503,7 +514,7 @@ class AsyncTransport:
     async def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
         headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
         try:
-            response = await self._http().request(
+            response = await (await self._http()).request(
                 call.method,
                 self.config.base_url + call.path,
                 params=tuple(call.query()),

@@ -35,6 +35,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Retries on 429, 5xx, connection errors and timeouts.",
         "schema": {"type": ["integer", "null"], "default": 5},
     },
+    "execution_url_template": {
+        "label": "Execution URL template",
+        "description": "Link to an execution in Polytomic's app (an assumption, see the README). "
+        "Format string with {base_url} {sync_id} {execution_id} {sync_kind} {sync_path}.",
+        "schema": {"type": ["string", "null"]},
+    },
     "webhook_secret": {
         "label": "Webhook secret",
         "description": "Secret of the organization's event webhook (6-32 characters), "
@@ -79,7 +85,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Polytomic",
-                "python-modules": ["airflow_provider_polytomic.operators.record_logs"],
+                "python-modules": [
+                    "airflow_provider_polytomic.operators.sync",
+                    "airflow_provider_polytomic.operators.record_logs",
+                ],
             }
         ],
         "triggers": [
@@ -88,6 +97,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_polytomic.triggers.polytomic"],
             }
         ],
+        "extra-links": ["airflow_provider_polytomic.links.polytomic.PolytomicExecutionLink"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

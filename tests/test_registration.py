@@ -51,6 +51,7 @@ def test_connection_type_declares_form_for_airflow_3():
     assert conn["hook-name"] == PolytomicHook.hook_name
     assert conn["hook-class-name"] == f"{PolytomicHook.__module__}.{PolytomicHook.__qualname__}"
     assert set(conn["conn-fields"]) == {
+        "execution_url_template",
         "api_version",
         "organization_id",
         "timeout",

@@ -18,6 +18,7 @@ from airflow_provider_polytomic._compat import (
 from airflow_provider_polytomic.api import check_kind
 from airflow_provider_polytomic.exceptions import PolytomicNotFoundError, PolytomicSyncFailedError
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
+from airflow_provider_polytomic.links.polytomic import PolytomicExecutionLink
 from airflow_provider_polytomic.models import Outcome
 from airflow_provider_polytomic.sync_wait import (
     DEFAULT_STATUS_CHECK_INTERVAL,
@@ -109,6 +110,7 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("sync_id", "execution_id", "completed_after")
+    operator_extra_links = (PolytomicExecutionLink(),)
     ui_color = "#5b3df5"
     ui_fgcolor = "#ffffff"
 
