@@ -35,9 +35,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from e2e.harness import AirflowHome  # noqa: E402
+from tests.e2e.harness import AirflowHome  # noqa: E402
 
 DAG_ID = "example_polytomic_sync_and_record_logs"
 DEMO = REPO / ".demo"

@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from e2e.harness import AirflowHome, DagTestResult
 
 from airflow_provider_polytomic.testing import FakePolytomic
+from tests.e2e.harness import AirflowHome, DagTestResult
 
 pytestmark = pytest.mark.e2e
 
