@@ -1082,8 +1082,11 @@ def check_counts(result: DownloadResult, *, strict: bool) -> None:
     details = "; ".join(
         f"{rtype}: counted {counted}, Polytomic reported "
         f"{expected if expected is not None else 'nothing'}"
-        + (" (some files could not be counted)" if any(
-            f.records is None for f in result.files if f.record_type == rtype) else "")
+        + (
+            " (some files could not be counted)"
+            if any(f.records is None for f in result.files if f.record_type == rtype)
+            else ""
+        )
         for rtype, (counted, expected) in sorted(result.mismatches.items())
     )
     message = f"Record counts of execution {result.execution_id} do not match: {details}"

@@ -182,9 +182,7 @@ def _check_record_types(record_types: Any, sync_kind: Any) -> tuple[str, ...]:
             raise ValueError(f"record_types: {rtype!r} is listed twice")
         out.append(rtype)
     if sync_kind == "bulk" and out != ["total"]:
-        raise ValueError(
-            f"record_types must be ('total',) for bulk syncs (one log set), got {tuple(out)!r}"
-        )
+        raise ValueError(f"record_types must be ('total',) for bulk syncs (one log set), got {tuple(out)!r}")
     return tuple(out)
 
 
