@@ -49,7 +49,13 @@ except ImportError:  # pragma: no cover - Airflow 2.x
 
     AIRFLOW_V_3 = False
 
+from airflow.plugins_manager import AirflowPlugin
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+try:
+    from airflow.sdk import AssetWatcher
+except ImportError:  # pragma: no cover - Airflow 2 has no asset watchers
+    AssetWatcher = None  # type: ignore[assignment,misc]
 
 try:
     from airflow.triggers.base import BaseEventTrigger
@@ -86,9 +92,11 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
+    "AirflowPlugin",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",
+    "AssetWatcher",
     "BaseEventTrigger",
     "BaseHook",
     "BaseOperator",

@@ -88,13 +88,26 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_polytomic.operators.sync",
                     "airflow_provider_polytomic.operators.record_logs",
+                    "airflow_provider_polytomic.operators.webhook",
                 ],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Polytomic",
-                "python-modules": ["airflow_provider_polytomic.triggers.polytomic"],
+                "python-modules": [
+                    "airflow_provider_polytomic.triggers.polytomic",
+                    "airflow_provider_polytomic.triggers.events",
+                ],
+            }
+        ],
+        "asset-uris": [
+            {"schemes": ["polytomic"], "handler": "airflow_provider_polytomic.assets.normalize_uri"}
+        ],
+        "plugins": [
+            {
+                "name": "polytomic_webhook",
+                "plugin-class": "airflow_provider_polytomic.webhook.plugin.PolytomicWebhookPlugin",
             }
         ],
         "extra-links": ["airflow_provider_polytomic.links.polytomic.PolytomicExecutionLink"],

@@ -202,4 +202,8 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
         return None
 
 
-__all__ = ["PolytomicHook", "PolytomicSyncTrigger"]
+# Both triggers are importable from here (the issue's and users' path); the event trigger's
+# serialized classpath stays airflow_provider_polytomic.triggers.events.PolytomicEventTrigger.
+from airflow_provider_polytomic.triggers.events import PolytomicEventTrigger  # noqa: E402
+
+__all__ = ["PolytomicEventTrigger", "PolytomicSyncTrigger"]

@@ -1,0 +1,76 @@
+"""Operator that points the organization's Polytomic webhook at the Airflow receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_polytomic._compat import AirflowException, BaseOperator, Context
+from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
+
+# Polytomic's documented bounds for a webhook secret.
+SECRET_MIN_LEN = 6
+SECRET_MAX_LEN = 32
+
+
+def ensure_receiver_webhook(endpoint: str, polytomic_conn_id: str = "polytomic_default") -> dict[str, Any]:
+    """Point the organization's single webhook at ``endpoint``, signed with the connection's secret.
+
+    The secret is the ``webhook_secret`` extra of the ``polytomic`` connection - the same
+    one the receiver verifies with - so the two cannot drift apart. Idempotent (see
+    :meth:`PolytomicHook.ensure_webhook`).
+
+    :return: ``{"webhook_id", "endpoint", "disabled"}`` - never the secret.
+    :raises ValueError: on a non-http(s) endpoint, or a missing or out-of-bounds secret.
+    """
+    from airflow_provider_polytomic.webhook.receiver import webhook_secret_for
+
+    parts = urlsplit(endpoint or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"endpoint must be an absolute http(s) URL, got {endpoint!r}")
+    secret = webhook_secret_for(polytomic_conn_id)
+    if not secret:
+        raise ValueError(
+            f"Connection {polytomic_conn_id!r} has no 'webhook_secret' extra; set one "
+            f"({SECRET_MIN_LEN}-{SECRET_MAX_LEN} characters) so the receiver can verify deliveries."
+        )
+    if not SECRET_MIN_LEN <= len(secret) <= SECRET_MAX_LEN:
+        raise ValueError(
+            f"Connection {polytomic_conn_id!r}: 'webhook_secret' must be {SECRET_MIN_LEN}-{SECRET_MAX_LEN} "
+            f"characters (Polytomic's limit), it has {len(secret)}."
+        )
+    webhook = PolytomicHook(polytomic_conn_id).ensure_webhook(endpoint, secret)
+    return {"webhook_id": webhook.id, "endpoint": webhook.endpoint, "disabled": bool(webhook.disabled)}
+
+
+class PolytomicEnsureWebhookOperator(BaseOperator):
+    """Make the organization's Polytomic webhook deliver to the Airflow receiver.
+
+    Polytomic allows one webhook per organization; this creates it, or updates its
+    endpoint and secret, and enables it - only what differs. The secret comes from the
+    connection's ``webhook_secret`` extra and never appears in logs or XCom.
+
+    :param endpoint: the receiver's public URL, e.g. ``https://airflow.example.com/polytomic/events``.
+    :param polytomic_conn_id: the ``polytomic`` connection (API key and ``webhook_secret``).
+    :return: (XCom) ``{"webhook_id": ..., "endpoint": ..., "disabled": False}``.
+    """
+
+    template_fields: Sequence[str] = ("endpoint",)
+    ui_color = "#4B3FE4"
+
+    def __init__(self, *, endpoint: str, polytomic_conn_id: str = "polytomic_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.endpoint = endpoint
+        self.polytomic_conn_id = polytomic_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            result = ensure_receiver_webhook(self.endpoint, self.polytomic_conn_id)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        self.log.info("Polytomic webhook %s delivers to %s", result["webhook_id"], result["endpoint"])
+        return result
+
+
+__all__ = ["PolytomicEnsureWebhookOperator", "ensure_receiver_webhook"]
