@@ -412,7 +412,7 @@ class AirflowHome:
     # ------------------------------------------------------------------------------ stack
 
     @contextlib.contextmanager
-    def stack(self, *, timeout: float = 300, ready_timeout: float = 120) -> Iterator[Stack]:
+    def stack(self, *, timeout: float = 600, ready_timeout: float = 300) -> Iterator[Stack]:
         """Run api-server, scheduler, dag-processor and triggerer until the block exits.
 
         All four run under one shell in a new process group, which is killed on exit and,

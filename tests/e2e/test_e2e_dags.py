@@ -247,7 +247,7 @@ def test_real_triggerer_defers_resumes_and_soft_fails(
         tmp_path_factory.mktemp("stack") / "airflow", dags_folder=TEST_DAGS, env=conn_env(fake)
     )
     home.migrate(copy_from=template)
-    with home.stack(timeout=420) as stack:
+    with home.stack(timeout=600) as stack:
         home.wait_for_dag(dag_id)
         run_id = home.trigger(
             dag_id,

@@ -118,7 +118,7 @@ def test_completed_syncs_start_asset_scheduled_dags(tmp_path: Path, fake: FakePo
     home.migrate()
 
     # Generous bounds: a busy 2-CPU CI box needs minutes to bring four Airflow components up.
-    with home.stack(timeout=480, ready_timeout=300) as stack:
+    with home.stack(timeout=600) as stack:
         home.wait_for_dag("e2e_polytomic_poll")
         home.wait_for_dag("e2e_polytomic_webhook")
 
