@@ -239,6 +239,11 @@ class SyncWatch:
                 self._terminal[execution_id] = event
             self._unconfirmed = True
 
+    def nominated(self) -> tuple[str, ...]:
+        """Executions a terminal event named; a status check reads them even when the
+        executions listing (newest *created* first) stops before reaching them."""
+        return tuple(sorted(self._terminal))
+
     @property
     def unconfirmed(self) -> bool:
         """A terminal event nominated an execution that no status check has confirmed yet."""
@@ -367,18 +372,22 @@ class StatusCheck:
     :data:`MAX_EXECUTION_PAGES` pages).
     """
 
-    def __init__(self, target: WaitTarget) -> None:
+    def __init__(self, target: WaitTarget, nominated: Iterable[str] = ()) -> None:
         self.target = target
         self.executions: list[Execution | BulkExecution] = []
         self._token: str | None = None
         self._pages = 0
         self._done = False
+        self._nominated = [] if target.execution_id is not None else list(nominated)
+        self._listed = False
 
     def next_call(self) -> Any:
         from airflow_provider_polytomic import api
 
         if self._done:
             return None
+        if self._listed:
+            return api.get_execution(self.target.sync_id, self._nominated[0], kind=self.target.sync_kind)
         if self.target.execution_id is not None:
             return api.get_execution(
                 self.target.sync_id, self.target.execution_id, kind=self.target.sync_kind
@@ -392,12 +401,20 @@ class StatusCheck:
             self.executions.append(answer)
             self._done = True
             return
+        if self._listed:
+            self._nominated.pop(0)
+            self.executions.append(answer)
+            self._done = not self._nominated
+            return
         self._pages += 1
         picked, reached = pick_recent_executions(answer.executions, self.target.baseline)
         self.executions.extend(picked)
         token = answer.next_page_token
         if reached or not token or token == self._token or self._pages >= MAX_EXECUTION_PAGES:
-            self._done = True
+            listed = {e.id for e in self.executions}
+            self._nominated = [i for i in self._nominated if i not in listed]
+            self._listed = True
+            self._done = not self._nominated
         self._token = token
 
 
@@ -436,7 +453,7 @@ class SyncWaiter:
         if force_status is not None:
             due = force_status or self.watch.unconfirmed
         if due:
-            check = StatusCheck(self.watch.target)
+            check = StatusCheck(self.watch.target, self.watch.nominated())
             while (call := check.next_call()) is not None:
                 check.feed(self.hook.run(call))
             self.watch.observe_executions(check.executions, now=now)

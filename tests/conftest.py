@@ -12,4 +12,4 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
 
-pytest_plugins = ["airflow_provider_polytomic.testing.pytest_plugin"]
+pytest_plugins = ["airflow_provider_polytomic.testing.pytest_plugin", "tests.secret_audit"]

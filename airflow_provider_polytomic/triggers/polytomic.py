@@ -164,7 +164,9 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
         if not watch.status_check_due(now):
             return None
         try:
-            executions = await shared_for(self.polytomic_conn_id).status.check(watch.target)
+            executions = await shared_for(self.polytomic_conn_id).status.check(
+                watch.target, watch.nominated()
+            )
         except Exception as exc:
             if not transient(exc):
                 raise

@@ -129,23 +129,28 @@ class StatusChecks:
         self._inflight: dict[Hashable, asyncio.Task[list[Execution | BulkExecution]]] = {}
         self.requests = 0
 
-    async def check(self, target: WaitTarget) -> list[Execution | BulkExecution]:
+    async def check(
+        self, target: WaitTarget, nominated: tuple[str, ...] = ()
+    ) -> list[Execution | BulkExecution]:
         key = (
             target.sync_kind,
             target.sync_id,
             target.execution_id,
             None if target.execution_id else target.baseline,
+            nominated,
         )
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._fetch(target))
+            task = asyncio.create_task(self._fetch(target, nominated))
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _fetch(self, target: WaitTarget) -> list[Execution | BulkExecution]:
+    async def _fetch(
+        self, target: WaitTarget, nominated: tuple[str, ...] = ()
+    ) -> list[Execution | BulkExecution]:
         async with self._semaphore:
-            check = StatusCheck(target)
+            check = StatusCheck(target, nominated)
             while (call := check.next_call()) is not None:
                 self.requests += 1
                 check.feed(await self.hook.arun(call))
