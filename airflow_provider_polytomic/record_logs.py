@@ -20,9 +20,11 @@ How it works, and why:
   (:attr:`ClientConfig.api_host`) under ``/api/``. Redirects are followed hop by hop so that
   rule is applied to each hop, and only ``http``/``https`` hops are allowed. Signed links are
   credentials too: only their scheme, host and path ever reach logs and exceptions.
-* **Streaming.** Bodies are read in chunks, gunzipped on the fly (``Content-Encoding: gzip``
-  or gzip magic bytes), counted by :class:`RecordCounter` and written to
-  ``<final>.partial-<uuid>``. Nothing holds a whole file in memory.
+* **Streaming.** Bodies are read with ``readinto`` into one reused buffer per file
+  (:class:`_BodyReader`), gunzipped on the fly (``Content-Encoding: gzip`` or gzip magic
+  bytes), written to ``<final>.partial-<uuid>`` (plain ``open`` for local destinations,
+  fsspec otherwise) and counted by :class:`RecordCounter` (msgspec for JSON arrays, exact).
+  Nothing holds a whole file in memory.
 * **Atomic placement.** A file is moved to its final name only when the body is complete:
   the wire length equals ``Content-Length``, a gzip stream reached its trailer (CRC checked)
   and a JSON array was closed. So a file at a final name is always complete.
@@ -39,8 +41,10 @@ How it works, and why:
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -55,6 +59,14 @@ from urllib.parse import unquote, urljoin, urlsplit
 import requests
 import tenacity
 import urllib3
+
+try:  # a dependency of Airflow 3 itself; the structural scanner counts without it
+    import msgspec as _msgspec
+
+    _DecodeError: type[Exception] = _msgspec.DecodeError
+except ImportError:  # pragma: no cover
+    _msgspec = None  # type: ignore[assignment]
+    _DecodeError = ValueError
 
 from airflow_provider_polytomic._compat import AirflowException, ObjectStoragePath
 from airflow_provider_polytomic.client import (
@@ -122,6 +134,7 @@ _MAX_REDIRECTS = 10
 _REFRESH_STATUSES = frozenset({403, 404, 410})
 _PARTIAL_RE = re.compile(r"\.partial-[0-9a-f]{32}$")
 _MAX_NAME = 120
+_LOCAL_PROTOCOLS = frozenset({"file", "local"})
 
 
 # ------------------------------------------------------------------------------- errors
@@ -232,34 +245,67 @@ _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _GROUP1 = rb"[\[{][^\[\]{}]*+[\]}]"
 _GROUP2 = rb"[\[{](?:[^\[\]{}]++|" + _GROUP1 + rb")*+[\]}]"
 _INNER_GROUP = re.compile(rb"[\[{](?:[^\[\]{}]++|" + _GROUP2 + rb")*+[\]}]")
+_FIRST_GROUP_CHAR = re.compile(rb"[\[\]{}]")
 _BLANK_LINE_START = re.compile(rb"\n[ \t\r\n\x0b\x0c]")
 _WS = b" \t\r\n"
 _WS_NO_NEWLINE = b" \t\r\x0b\x0c"
+_WS_BYTES = frozenset(_WS)
+
+_FAST_CARRY_LIMIT = 4 * 1024 * 1024
+"""Bytes the fast array path may hold without finding an element boundary before it hands the
+rest of the document to the structural scanner (a single huge element): bounds memory."""
+_FAST_FAILURES = 3
+"""Boundary guesses msgspec may refuse per document before the structural scanner keeps it."""
+_GUESSES = 3
+"""Boundary guesses tried (last one first) per chunk before the scanner counts the chunk."""
+_SIGNATURE_SCAN = 256
 
 
 class RecordCounter:
-    """Counts records in a JSON array or JSON lines document fed in chunks, in O(nesting) memory.
+    """Counts records in a JSON array or JSON lines document fed in chunks, in bounded memory.
 
-    Array mode counts top-level elements, understanding strings, escapes (also split across
-    chunks) and nesting. It works on whole chunks with C-speed primitives (escape pairs removed
-    with one regex, string contents dropped by quote parity after ``bytes.translate``, closed
-    groups erased with a regex) instead of a Python loop per byte, so it keeps up with the
-    network. Lines mode counts lines holding non-whitespace.
+    **JSON arrays** are counted exactly by two cooperating paths:
+
+    * *Fast path* (the usual one): the bytes since the last known element boundary are kept,
+      the last likely boundary in them is found with ``bytes.rfind`` (the opening bytes of the
+      first element, e.g. ``{"id":``, preceded by a comma), and everything before it is parsed
+      at C speed by ``msgspec`` (an Airflow 3 dependency) as ``list[Raw]``: a validating parse
+      that builds no record objects. A guess that is wrong (a comma inside a string or a nested
+      value) can never parse as a list of complete values, so a successful parse proves the
+      boundary and gives the exact number of elements before it.
+    * *Structural scanner* (fallback): escapes removed, string contents dropped by quote parity
+      after ``bytes.translate``, closed groups erased with a regex, top-level commas counted;
+      O(nesting) state, no per-byte Python loop. It takes over when msgspec refuses a piece
+      (a wrong guess, or JSON msgspec does not accept such as ``NaN``), when no boundary shows
+      up within :data:`_FAST_CARRY_LIMIT` bytes, or when msgspec is missing; at the next
+      boundary it proves to be top-level, the fast path resumes.
+
+    **JSON lines**: lines holding non-whitespace, counted with ``bytes.count``.
 
     The format is taken from ``hint`` (``"json"`` / ``"jsonl"``) when given, else sniffed from
     the first non-whitespace byte: ``[`` means array, anything else JSON lines.
 
-    :ivar records: the count so far.
+    :param fast: use the msgspec fast path for arrays when msgspec is importable (tests turn it
+        off to check the structural scanner on its own).
+    :ivar records: the count so far (for arrays: elements before the last proven boundary plus
+        those the scanner has seen start).
     :ivar complete: False while an array is still open (a truncated array never completes).
     """
 
-    def __init__(self, hint: Literal["json", "jsonl"] | None = None) -> None:
+    def __init__(self, hint: Literal["json", "jsonl"] | None = None, *, fast: bool = True) -> None:
         self.hint = hint
         self.mode: Literal["array", "lines"] | None = None
         self.records = 0
         self.complete = False
         self.trailing_garbage = False
-        # array state
+        # fast array path
+        self._decoder: Any = _raw_list_decoder() if fast else None
+        self._fast = self._decoder is not None
+        self._buf = bytearray(b"[")  # "[" + the document since the last proven boundary
+        self._signature: bytes | None = None
+        self._signature_known = False
+        self._failures = 0
+        # structural scanner state
         self._in_string = False
         self._escape_pending = False
         self._carry = b""  # unclosed openers of the current element, commas removed
@@ -268,8 +314,11 @@ class RecordCounter:
         # lines state
         self._line_open = False
 
-    def feed(self, chunk: bytes) -> None:
-        """Count the records of the next chunk of the decoded document."""
+    def feed(self, chunk: bytes | bytearray) -> None:
+        """Count the records of the next chunk of the decoded document.
+
+        The counter keeps no reference to ``chunk``: a reused read buffer may be passed.
+        """
         if not chunk:
             return
         if self.mode is None:
@@ -281,10 +330,12 @@ class RecordCounter:
                 chunk = stripped[1:]
             else:
                 self.mode = "lines"
-        if self.mode == "array":
-            self._feed_array(chunk)
-        else:
+        if self.mode == "lines":
             self._feed_lines(chunk)
+        elif self._fast:
+            self._feed_fast(chunk)
+        else:
+            self._feed_scanner_resuming(chunk)
 
     def finish(self) -> int | None:
         """Close the document; the record count, or None when the document is not a complete
@@ -296,12 +347,162 @@ class RecordCounter:
         if self.mode == "lines":
             self.complete = True
             return self.records
+        if self._fast:
+            count = self._decode(len(self._buf))
+            if count is not None:
+                # A valid array, closed, with nothing but whitespace after it.
+                self.records += count
+                self._buf = bytearray()
+                self._closed = self.complete = True
+                return self.records
+            self._to_scanner()
         self.complete = self._closed and not self.trailing_garbage
         return self.records if self.complete else None
 
-    # -- JSON array ----------------------------------------------------------------------------
+    # -- JSON array: fast path -----------------------------------------------------------------
 
-    def _feed_array(self, chunk: bytes) -> None:
+    def _feed_fast(self, chunk: bytes | bytearray) -> None:
+        buf = self._buf
+        searched = max(1, len(buf) - _SIGNATURE_SCAN)
+        buf += chunk
+        if not self._signature_known:
+            self._learn_signature()
+            searched = 1
+        cut = self._find_boundary(buf, searched) if self._signature_known else -1
+        if cut < 0:
+            if len(buf) > _FAST_CARRY_LIMIT:
+                self._to_scanner()
+            return
+        guess = cut
+        for _ in range(_GUESSES):
+            count = self._decode(guess)
+            if count is not None:
+                self.records += count
+                del buf[1 : guess + 1]
+                return
+            # Not a top-level boundary (a nested object starting like a record, or a string
+            # holding one): try the likely boundary before it.
+            guess = self._find_boundary(buf, 1, guess)
+            if guess < 0:
+                break
+        # No guess parsed (or the JSON is one msgspec refuses, such as NaN): count the piece
+        # exactly with the scanner, which also tells whether its last comma was top-level.
+        self._failures += 1
+        rest = bytes(buf[cut + 1 :])
+        del buf[cut + 1 :]
+        self._to_scanner()
+        if self._can_resume() and self._scanner_clean() and not self._awaiting_first:
+            self._resume(rest)  # top-level after all: msgspec refused the JSON itself (NaN...)
+        else:
+            self._feed_scanner_resuming(rest)
+
+    def _decode(self, end: int) -> int | None:
+        """Elements of ``buf[:end]`` closed with ``]`` (the byte at ``end`` is a comma, or ``end``
+        is the length), or None when that is not a valid JSON array."""
+        buf = self._buf
+        restore = end < len(buf)
+        if restore:
+            buf[end] = 0x5D  # "]" over the boundary comma
+            view = memoryview(buf)[: end + 1]
+        else:
+            view = memoryview(buf)
+        try:
+            return len(self._decoder.decode(view))  # the Raw list dies here, before release()
+        except _DecodeError:
+            return None
+        finally:
+            view.release()
+            if restore:
+                buf[end] = 0x2C
+
+    def _learn_signature(self) -> None:
+        """The opening bytes of the first element: what a boundary is searched by."""
+        head = bytes(self._buf[1 : 1 + 2 * _SIGNATURE_SCAN]).lstrip(_WS)
+        if not head:
+            return
+        first = head[:1]
+        if first == b"{":
+            colon = head.find(b":", 0, _SIGNATURE_SCAN)
+            if colon < 0 and len(head) < _SIGNATURE_SCAN:
+                return  # wait for more bytes
+            signature = head[: colon + 1] if colon > 0 and b"\\" not in head[:colon] else b"{"
+        elif first in (b"[", b'"'):
+            signature = first
+        elif first == b"]":
+            signature = None  # empty array: nothing to cut
+        else:
+            signature = b""  # numbers and literals: any comma is a candidate
+        self._signature, self._signature_known = signature, True
+
+    def _find_boundary(self, data: bytes | bytearray, start: int, end: int | None = None) -> int:
+        """Index of the last comma in ``data[start:end]`` that likely separates two top-level
+        elements (followed by optional whitespace and the signature), or -1."""
+        signature = self._signature
+        if signature is None:
+            return -1
+        if end is None:
+            end = len(data)
+        if not signature:
+            return data.rfind(b",", start, end)
+        for _ in range(4):
+            at = data.rfind(signature, start, end)
+            if at < 1:
+                return -1
+            i = at - 1
+            while i > 0 and data[i] in _WS_BYTES:
+                i -= 1
+            if data[i] == 0x2C:
+                return i
+            end = at + len(signature) - 1
+        return -1
+
+    def _to_scanner(self) -> None:
+        """Hand the bytes since the last proven boundary to the structural scanner."""
+        rest = bytes(self._buf[1:])
+        self._buf = bytearray(b"[")
+        self._fast = False
+        self._awaiting_first = True  # at the start of an element (or of the whole array)
+        self._feed_scanner(rest)
+
+    def _can_resume(self) -> bool:
+        return (
+            self._decoder is not None
+            and self._signature_known
+            and not self._closed
+            and self._failures < _FAST_FAILURES
+        )
+
+    def _resume(self, rest: bytes | bytearray) -> None:
+        """Back to the fast path right after a comma the scanner proved top-level. The scanner
+        counted the element after that comma when it saw the comma; the fast path will count
+        it again when it parses it, so it is taken back here."""
+        self.records -= 1
+        self._fast = True
+        self._buf = bytearray(b"[")
+        self._buf += rest
+
+    def _feed_scanner_resuming(self, chunk: bytes | bytearray) -> None:
+        """Scanner mode: feed ``chunk``, returning to the fast path after the last likely
+        boundary in it if the scanner proves it top-level."""
+        cut = self._find_boundary(chunk, 0) if self._can_resume() else -1
+        if cut < 0:
+            self._feed_scanner(chunk)
+            return
+        self._feed_scanner(chunk[: cut + 1])
+        if self._scanner_clean() and not self._awaiting_first:
+            self._resume(chunk[cut + 1 :])
+        else:
+            self._feed_scanner(chunk[cut + 1 :])
+
+    def _scanner_clean(self) -> bool:
+        """Outside strings and groups: after a comma, that comma was a top-level one."""
+        return not (self._in_string or self._escape_pending or self._carry or self._closed)
+
+    # -- JSON array: structural scanner --------------------------------------------------------
+
+    def _feed_scanner(self, chunk: bytes | bytearray) -> None:
+        if not chunk:
+            return
         if self._closed:
             if chunk.strip(_WS):
                 self.trailing_garbage = True
@@ -316,8 +517,9 @@ class RecordCounter:
                 if head[1:].strip(_WS):
                     self.trailing_garbage = True
                 return
-            self.records = 1
+            self.records += 1
             chunk = head
+        original = chunk
         if self._escape_pending:
             chunk = chunk[1:]
             self._escape_pending = False
@@ -331,7 +533,7 @@ class RecordCounter:
             self._escape_pending = True
         # Only quotes and structure remain; with escapes gone, "inside a string" is pure quote
         # parity, and dropping adjacent quote pairs first keeps the split below short.
-        structure = chunk.translate(None, _KEEP_STRUCTURE).replace(b'""', b"")
+        structure = bytes(chunk.translate(None, _KEEP_STRUCTURE)).replace(b'""', b"")
         parts = structure.split(b'"')
         outside = parts[1::2] if self._in_string else parts[0::2]
         if len(parts) % 2 == 0:
@@ -343,11 +545,8 @@ class RecordCounter:
                 break
         # What is left: top-level commas, then possibly the array's closing bracket and/or the
         # openers of an element still in progress.
-        end = len(skeleton)
-        for i, byte in enumerate(skeleton):
-            if byte in b"[{]}":
-                end = i
-                break
+        first = _FIRST_GROUP_CHAR.search(skeleton)
+        end = first.start() if first else len(skeleton)
         self.records += skeleton.count(b",", 0, end)
         rest = skeleton[end:]
         if rest[:1] in (b"]", b"}"):
@@ -357,12 +556,16 @@ class RecordCounter:
             # unreduced skeleton (once per document) to see whether anything followed it.
             if rest[1:].strip(b",") or _after_close(unreduced).strip(b","):
                 self.trailing_garbage = True
+            elif original.rstrip(_WS)[-1:] not in (b"]", b"}"):
+                # Nothing structural follows the close, so the close is the chunk's last
+                # non-whitespace byte unless something else (a number, a word) follows it.
+                self.trailing_garbage = True
         else:
             self._carry = rest.translate(None, b",")
 
     # -- JSON lines ----------------------------------------------------------------------------
 
-    def _feed_lines(self, chunk: bytes) -> None:
+    def _feed_lines(self, chunk: bytes | bytearray) -> None:
         if chunk[:1] not in b" \t\r\n\x0b\x0c" and _BLANK_LINE_START.search(chunk) is None:
             # Fast path, the usual case: no blank or whitespace-led line, so every newline ends
             # a line with content and the last line is open iff the chunk does not end one.
@@ -378,6 +581,13 @@ class RecordCounter:
             segments -= 1  # continues the line counted in the previous chunk
         self.records += segments
         self._line_open = text[-1:] != b"\n"
+
+
+def _raw_list_decoder() -> Any:
+    """A msgspec decoder of ``list[Raw]`` (validates JSON, builds no values), or None."""
+    if _msgspec is None:
+        return None
+    return _msgspec.json.Decoder(list[_msgspec.Raw])
 
 
 def _after_close(skeleton: bytes) -> bytes:
@@ -446,8 +656,8 @@ class _Decoder:
     def compressed(self) -> bool:
         return self._wbits is not None
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """Decode one chunk of the body."""
+    def feed(self, data: bytes | bytearray) -> Iterator[bytes | bytearray]:
+        """Decode one chunk of the body (an identity body is passed through as is)."""
         if self._sniff:
             self._head += data
             if len(self._head) < 2:
@@ -461,7 +671,7 @@ class _Decoder:
             return
         yield from self._inflate(data)
 
-    def _inflate(self, data: bytes) -> Iterator[bytes]:
+    def _inflate(self, data: bytes | bytearray) -> Iterator[bytes]:
         while data:
             if self._obj.eof:
                 # another gzip member follows (concatenated members are valid gzip)
@@ -998,23 +1208,27 @@ class RecordLogDownloader:
         decoder = _Decoder(response.headers.get("Content-Encoding"), self.chunk_size)
         counter = RecordCounter(format_hint(job.name, response.headers.get("Content-Type")))
         partial = job.final.parent / f"{job.name}.partial-{uuid.uuid4().hex}"
-        fs = partial.fs
+        reader = _BodyReader(response, self.chunk_size, where)
+        sink = _Sink(partial, job.final)
         outcome = _Attempt()
         moved = False
         try:
-            # fs-level calls: ObjectStoragePath.open/move would report the temporary name to
-            # Airflow's hook lineage; the operator declares the destination itself.
-            with fs.open(partial.path, "wb") as sink:
-                for raw in _wire_chunks(response, self.chunk_size, where):
-                    outcome.wire_bytes += len(raw)
+            with sink:
+                while True:
+                    raw = reader.read()
+                    if not raw:
+                        break
                     for piece in decoder.feed(raw):
-                        counter.feed(piece)
+                        # Write first (no GIL held), then count (GIL); the reused read buffer
+                        # is consumed before the next read.
                         sink.write(piece)
+                        counter.feed(piece)
                         outcome.written += len(piece)
                 for piece in decoder.finish():
-                    counter.feed(piece)
                     sink.write(piece)
+                    counter.feed(piece)
                     outcome.written += len(piece)
+            outcome.wire_bytes = reader.received
             if expected_length is not None and outcome.wire_bytes != expected_length:
                 raise RetryableAPIError(
                     f"{where} ended after {outcome.wire_bytes} of {expected_length} bytes (truncated)"
@@ -1031,33 +1245,108 @@ class RecordLogDownloader:
             # The old marker goes first: a crash right after the move must not leave a marker
             # vouching for bytes that are no longer there.
             _unlink_quietly(job.marker)
-            fs.mv(partial.path, job.final.path)
+            sink.move_into_place()
             moved = True
+            reader.release()
             return outcome
         finally:
             if not moved:
-                _unlink_quietly(partial)
+                sink.discard()
 
 
-def _wire_chunks(response: requests.Response, chunk_size: int, where: str) -> Iterator[bytes]:
-    """The raw (still encoded) body in chunks; network failures become retryable errors.
+_READ_ERRORS = (http.client.HTTPException, urllib3.exceptions.HTTPError, requests.RequestException, OSError)
 
-    Only reading the socket is wrapped, so a storage write error is never mistaken for a
-    network one and retried.
+
+class _BodyReader:
+    """The raw (still encoded) body, read into one reused buffer; network failures become
+    retryable errors.
+
+    With urllib3 underneath (always, through ``requests``) it reads straight from the
+    ``http.client`` response with ``readinto``: one kernel-to-buffer copy per chunk and no
+    allocation, where ``iter_content``/``raw.read`` copy each chunk twice more. Only reading
+    the socket is wrapped, so a storage write error is never mistaken for a network one and
+    retried.
     """
-    received = 0
-    stream = response.raw.stream(chunk_size, decode_content=False)
-    while True:
+
+    def __init__(self, response: requests.Response, chunk_size: int, where: str) -> None:
+        self._raw = response.raw
+        fp = getattr(self._raw, "_fp", None)
+        self._fp: http.client.HTTPResponse | None = fp if isinstance(fp, http.client.HTTPResponse) else None
+        self._buffer = bytearray(chunk_size) if self._fp is not None else bytearray()
+        self._view = memoryview(self._buffer)
+        self._chunk_size = chunk_size
+        self._where = where
+        self.received = 0
+
+    def read(self) -> bytes | bytearray:
+        """The next chunk, ``b""`` at the end. A full chunk is the reused buffer itself: use it
+        before calling ``read`` again."""
         try:
-            chunk = next(stream)
-        except StopIteration:
-            return
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            if self._fp is None:
+                data: bytes | bytearray = self._raw.read(self._chunk_size, decode_content=False)
+            else:
+                n = self._fp.readinto(self._view)
+                data = self._buffer if n == len(self._buffer) else bytes(self._view[:n])
+        except _READ_ERRORS as exc:
             raise RetryableAPIError(
-                f"{type(exc).__name__} while reading {where} after {received} bytes"
+                f"{type(exc).__name__} while reading {self._where} after {self.received} bytes"
             ) from None
-        received += len(chunk)
-        yield chunk
+        self.received += len(data)
+        return data
+
+    def release(self) -> None:
+        """Return a fully read connection to the pool (reused by this thread's next file)."""
+        if self._fp is not None and self._fp.isclosed():
+            self._raw.release_conn()
+
+
+class _Sink:
+    """Where one download is written: ``<final>.partial-<uuid>``, then moved to ``final``.
+
+    Local destinations (``file://``) use plain ``open``/``os.replace`` (an atomic rename);
+    other schemes go through the fsspec filesystem (fs-level calls: ``ObjectStoragePath.open``
+    and ``move`` would report the temporary name to Airflow's hook lineage; the operator
+    declares the destination itself).
+    """
+
+    def __init__(self, partial: ObjectStoragePath, final: ObjectStoragePath) -> None:
+        self.partial, self.final = partial, final
+        self._local = partial.protocol in _LOCAL_PROTOCOLS and final.protocol in _LOCAL_PROTOCOLS
+        self._file: Any = None
+
+    def __enter__(self) -> _Sink:
+        if self._local:
+            self._file = open(self.partial.path, "wb")
+        else:
+            self._file = self.partial.fs.open(self.partial.path, "wb")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._file.close()
+
+    def write(self, data: bytes | bytearray) -> None:
+        if self._local:
+            self._file.write(data)
+        else:
+            # Remote filesystems may keep what they are given in a buffer: never a reused one.
+            self._file.write(bytes(data) if isinstance(data, bytearray) else data)
+
+    def move_into_place(self) -> None:
+        if self._local:
+            os.replace(self.partial.path, self.final.path)
+        else:
+            self.partial.fs.mv(self.partial.path, self.final.path)
+
+    def discard(self) -> None:
+        if self._local:
+            try:
+                os.unlink(self.partial.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # never mask the original failure with a cleanup failure
+                log.warning("Could not remove %s: %s", self.partial, type(exc).__name__)
+        else:
+            _unlink_quietly(self.partial)
 
 
 # ------------------------------------------------------------------------------- counts

@@ -2,10 +2,10 @@
 
 Run::
 
-    .venv/bin/python benchmarks/record_logs_throughput.py                 # 1 GiB in 32 files
+    .venv/bin/python benchmarks/record_logs_throughput.py            # 1 GiB in 32 files, both formats
     .venv/bin/python benchmarks/record_logs_throughput.py --size-mib 64 --files 8 --format jsonl
 
-What it does, in one run:
+What it does, in one run, per format (JSON array, then JSON lines):
 
 1. Starts a tiny HTTP "storage origin" in a **separate process** on 127.0.0.1 that serves
    ``--files`` record-log files totalling ``--size-mib`` MiB (a JSON array or JSON lines of
@@ -17,20 +17,32 @@ What it does, in one run:
 2. Starts the fake Polytomic API (in-process) and records a ``sync.completed`` event whose
    ``inserted_records`` link to those files, through its public ``add_event`` API, so the
    operator runs exactly as in production: event lookup, streaming, counting, atomic moves.
-3. Runs the operator into a temporary local folder and measures wall time and peak RSS
-   growth (``VmHWM`` from /proc after resetting it through ``/proc/self/clear_refs``).
-4. Fetches the same files one after another with ``curl -s -o /dev/null``.
-5. Prints both throughputs, their ratio, the memory growth and the record counts.
+3. ``--repeat`` times, alternating which goes first:
 
-Goals (issue 4): operator throughput >= curl's; peak memory growth < 64 MB.
+   * the operator into a temporary local folder (wall time; peak RSS growth from ``VmHWM``
+     after resetting it through ``/proc/self/clear_refs``);
+   * **curl to disk**, the baseline of the goal: one ``curl -s -o <file> <url> -o <file> <url>
+     ...`` process fetching the same files one after another into the same file system
+     (bytes land in files, as with the operator; one process and one reused connection, so
+     no per-file process start is charged to curl);
+   * curl to ``/dev/null`` (same, bytes discarded): a second, network-only reference.
+
+   ``sync`` runs before each timed step so no one pays for another's write-back.
+4. Prints each repeat's figures and ratio (measured in the same run, back to back) and the
+   median ratio.
+
+Goals (issue 4): operator throughput >= curl's (to disk); peak memory growth < 64 MB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,37 +114,92 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="total size of all files (MiB)")
-    parser.add_argument("--files", type=int, default=32, help="number of files")
-    parser.add_argument("--format", choices=("json", "jsonl"), default="json", help="file format")
-    parser.add_argument("--concurrency", type=int, default=4, help="operator max_concurrency")
-    args = parser.parse_args()
-    if args.size_mib < 1 or args.files < 1:
-        parser.error("--size-mib and --files must be >= 1")
-    curl = shutil.which("curl")
-    if curl is None:
-        parser.error("curl is not installed")
+def _machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs ({model}), load average {load}"
 
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _curl(curl: str, urls: list[str], outdir: Path | None) -> tuple[float, float]:
+    """Wall and CPU seconds of one curl process fetching ``urls`` one after another (to files
+    or /dev/null)."""
+    args = [curl, "-s", "--fail"]
+    for i, url in enumerate(urls):
+        args += ["-o", str(outdir / f"{i:04d}") if outdir is not None else os.devnull, url]
+    if outdir is not None:
+        outdir.mkdir(parents=True)
+    os.sync()
+    cpu = _cpu(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(args, check=True)
+    return time.perf_counter() - start, _cpu(resource.RUSAGE_CHILDREN) - cpu
+
+
+def _operator(fake: object, sync_id: str, execution_id: str, dest: Path, concurrency: int) -> tuple:
     from airflow_provider_polytomic.operators.record_logs import PolytomicDownloadRecordLogsOperator
+
+    op = PolytomicDownloadRecordLogsOperator(
+        task_id="bench",
+        sync_id=sync_id,
+        execution_id=execution_id,
+        destination=str(dest),
+        record_types=["inserted"],
+        max_concurrency=concurrency,
+        strict=True,
+    )
+    os.sync()
+    rss_before = _status_kib("VmRSS")
+    peak_reset = _reset_peak_rss()
+    cpu = _cpu(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    xcom = op.execute(context={})  # type: ignore[arg-type]
+    seconds = time.perf_counter() - start
+    cpu = _cpu(resource.RUSAGE_SELF) - cpu
+    growth_mb = (_status_kib("VmHWM") - rss_before) * 1024 / 1e6
+    return seconds, cpu, growth_mb, peak_reset, xcom
+
+
+def run_format(args: argparse.Namespace, fmt: str, curl: str) -> bool:
     from airflow_provider_polytomic.testing import FakePolytomic
+
+    # Keep the per-file INFO lines of the operator out of the table.
+    # (and the "outside of the Task Runner" warning of calling execute() directly).
+    for name in ("airflow", "airflow_provider_polytomic", "airflow.task"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     size = args.size_mib * 1024 * 1024
     server = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(size), str(args.files), args.format],
+        [sys.executable, "-c", _SERVER, str(size), str(args.files), fmt],
         stdout=subprocess.PIPE,
         text=True,
     )
-    workdir = Path(tempfile.mkdtemp(prefix="polytomic-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="polytomic-bench-", dir=args.workdir))
+    ok = True
     try:
         assert server.stdout is not None
         info = json.loads(server.stdout.readline())
-        ext = "json" if args.format == "json" else "jsonl"
+        ext = "json" if fmt == "json" else "jsonl"
         base = f"http://127.0.0.1:{info['port']}/files"
         urls = [f"{base}/t{i}/inserts-{i:04d}.{ext}" for i in range(args.files)]
         total_bytes = info["length"] * args.files
         expected_records = info["records_per_file"] * args.files
+        mib = total_bytes / 1024 / 1024
+        print(f"\n== format: {'JSON array' if fmt == 'json' else 'JSON lines'}  files: {args.files}  "
+              f"total: {mib:.0f} MiB  operator max_concurrency: {args.concurrency}", flush=True)
+        print(f"{'':3}{'operator':>16}{'curl to disk':>16}{'curl /dev/null':>16}"
+              f"{'ratio (disk)':>14}{'ratio (null)':>14}{'peak RSS':>11}")
 
         with FakePolytomic() as fake:
             sync_id = fake.add_sync("bench")
@@ -153,48 +220,77 @@ def main() -> int:
             os.environ["AIRFLOW_CONN_POLYTOMIC_DEFAULT"] = json.dumps(
                 {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key}
             )
-            op = PolytomicDownloadRecordLogsOperator(
-                task_id="bench",
-                sync_id=sync_id,
-                execution_id=execution_id,
-                destination=str(workdir / "out"),
-                record_types=["inserted"],
-                max_concurrency=args.concurrency,
-                strict=True,
-            )
-            rss_before = _status_kib("VmRSS")
-            peak_reset = _reset_peak_rss()
-            start = time.perf_counter()
-            xcom = op.execute(context={})  # type: ignore[arg-type]
-            op_seconds = time.perf_counter() - start
-            peak = _status_kib("VmHWM")
-
-        written = sum(f["bytes"] for f in xcom["files"])
-        shutil.rmtree(workdir / "out", ignore_errors=True)
-
-        start = time.perf_counter()
-        for url in urls:
-            subprocess.run([curl, "-s", "-o", "/dev/null", url], check=True)
-        curl_seconds = time.perf_counter() - start
+            ratios_disk, ratios_null, growths = [], [], []
+            cpu_ms: dict[str, list[float]] = {}
+            for rep in range(args.repeat):
+                dest = workdir / f"op-{rep}"
+                disk = workdir / f"curl-{rep}"
+                steps = ["operator", "disk", "null"]
+                if rep % 2:
+                    steps.reverse()
+                times: dict[str, float] = {}
+                cpus: dict[str, float] = {}
+                for step in steps:
+                    if step == "operator":
+                        times[step], cpus[step], growth, peak_reset, xcom = _operator(
+                            fake, sync_id, execution_id, dest, args.concurrency
+                        )
+                        counted = xcom["counts"]["inserted"]
+                        written = sum(f["bytes"] for f in xcom["files"])
+                        if counted != expected_records or written != total_bytes:
+                            print(f"   WRONG: counted {counted} records (expected {expected_records}), "
+                                  f"wrote {written} bytes (expected {total_bytes})")
+                            ok = False
+                        shutil.rmtree(dest, ignore_errors=True)
+                    elif step == "disk":
+                        times[step], cpus[step] = _curl(curl, urls, disk)
+                        shutil.rmtree(disk, ignore_errors=True)
+                    else:
+                        times[step], cpus[step] = _curl(curl, urls, None)
+                rates = {k: mib / v for k, v in times.items()}
+                ratios_disk.append(rates["operator"] / rates["disk"])
+                ratios_null.append(rates["operator"] / rates["null"])
+                growths.append(growth)
+                for key, value in cpus.items():
+                    cpu_ms.setdefault(key, []).append(value * 1000 / mib)
+                note = "" if peak_reset else " (VmHWM not reset: includes start-up)"
+                print(f"{rep + 1:>2} {rates['operator']:>10.1f} MiB/s{rates['disk']:>10.1f} MiB/s"
+                      f"{rates['null']:>10.1f} MiB/s{ratios_disk[-1]:>14.2f}{ratios_null[-1]:>14.2f}"
+                      f"{growth:>8.1f} MB{note}", flush=True)
+        exact = counted == expected_records
+        print(f"records counted: {counted} (expected {expected_records}), exact: {exact}")
+        print(f"median ratio operator / curl-to-disk: {statistics.median(ratios_disk):.2f} (goal >= 1.0); "
+              f"operator / curl-to-/dev/null: {statistics.median(ratios_null):.2f}")
+        print(f"peak RSS growth: max {max(growths):.1f} MB (goal < 64 MB)")
+        cpu = {k: statistics.median(v) for k, v in cpu_ms.items()}
+        print(f"CPU time per MiB (median; load-independent): operator {cpu['operator']:.2f} ms, "
+              f"curl to disk {cpu['disk']:.2f} ms, curl to /dev/null {cpu['null']:.2f} ms "
+              "(the origin server's CPU, the same for all, not included)")
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+    return ok
 
-    mib = total_bytes / 1024 / 1024
-    op_rate = mib / op_seconds
-    curl_rate = mib / curl_seconds
-    growth_mb = (peak - rss_before) * 1024 / 1e6
-    print(f"files: {args.files}  total: {mib:.0f} MiB  format: {args.format}  "
-          f"concurrency: {args.concurrency}")
-    print(f"records: counted {xcom['counts']['inserted']}, expected {expected_records}; "
-          f"bytes written {written}")
-    print(f"operator: {op_seconds:6.2f} s  {op_rate:8.1f} MiB/s")
-    print(f"curl    : {curl_seconds:6.2f} s  {curl_rate:8.1f} MiB/s  (sequential, -o /dev/null)")
-    print(f"ratio   : operator / curl = {op_rate / curl_rate:.2f}  (goal >= 1.0)")
-    note = "" if peak_reset else " (VmHWM could not be reset: includes start-up)"
-    print(f"memory  : peak RSS growth {growth_mb:.1f} MB (goal < 64 MB){note}")
-    return 0 if xcom["counts"]["inserted"] == expected_records else 1
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="total size of all files (MiB)")
+    parser.add_argument("--files", type=int, default=32, help="number of files")
+    parser.add_argument("--format", choices=("both", "json", "jsonl"), default="both", help="file format")
+    parser.add_argument("--concurrency", type=int, default=4, help="operator max_concurrency")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per format (median reported)")
+    parser.add_argument("--workdir", default=None, help="where files are written (default: system temp)")
+    args = parser.parse_args()
+    if args.size_mib < 1 or args.files < 1 or args.repeat < 1:
+        parser.error("--size-mib, --files and --repeat must be >= 1")
+    curl = shutil.which("curl")
+    if curl is None:
+        parser.error("curl is not installed")
+    print(f"machine: {_machine()}")
+    formats = ("json", "jsonl") if args.format == "both" else (args.format,)
+    ok = all([run_format(args, fmt, curl) for fmt in formats])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

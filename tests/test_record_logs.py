@@ -525,3 +525,191 @@ def test_gzip_magic_is_detected_without_content_encoding() -> None:
     out = b"".join(p for i in range(0, len(body), 5) for p in decoder.feed(body[i : i + 5]))
     out += b"".join(decoder.finish())
     assert out == b'[{"a":1},{"b":2}]'
+
+
+# ------------------------------------------------------------ fast counting and I/O paths
+
+# Strings and keys made of structure characters, quotes, backslashes and the keys the fast
+# path searches by: every boundary guess can be wrong, and must never change the count.
+_TRICKY_TEXT = st.text(alphabet='{}[],":\\ ab\nü', max_size=10)
+_TRICKY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TRICKY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["id", 'x":{"id', "id\\"]) | _TRICKY_TEXT, children, max_size=3)
+    ),
+    max_leaves=10,
+)
+_TRICKY_DOCS = st.one_of(
+    # records that share a first key (the fast path's usual case), some hiding it in strings
+    st.lists(
+        st.fixed_dictionaries({"id": st.integers(), "s": _TRICKY_TEXT}, optional={"n": _TRICKY_VALUES}),
+        max_size=12,
+    ),
+    st.lists(_TRICKY_VALUES, max_size=10),
+)
+
+
+def _split(doc: bytes, cuts: list[int]) -> list[bytes]:
+    chunks, i, k = [], 0, 0
+    while i < len(doc):
+        step = cuts[k % len(cuts)]
+        chunks.append(doc[i : i + step])
+        i, k = i + step, k + 1
+    return chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=_TRICKY_DOCS,
+    cuts=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=20),
+    indent=st.sampled_from([None, 1, 2]),
+    ascii_only=st.booleans(),
+    fast=st.booleans(),
+    carry_limit=st.sampled_from([8, 64, 4 * 1024 * 1024]),
+)
+def test_fast_and_structural_counters_agree_with_json_loads(
+    values: list[Any], cuts: list[int], indent: int | None, ascii_only: bool, fast: bool, carry_limit: int
+) -> None:
+    from airflow_provider_polytomic import record_logs
+
+    doc = json.dumps(values, indent=indent, ensure_ascii=ascii_only).encode()
+    assert len(json.loads(doc)) == len(values)
+    with pytest.MonkeyPatch.context() as mp:
+        # A tiny limit hands the document back and forth between the fast path and the scanner.
+        mp.setattr(record_logs, "_FAST_CARRY_LIMIT", carry_limit)
+        counter = RecordCounter(fast=fast)
+        for i, chunk in enumerate(_split(doc, cuts)):
+            # Reused read buffers arrive as bytearrays: the counter must not keep them.
+            counter.feed(bytearray(chunk) if i % 2 else chunk)
+        assert counter.finish() == len(values)
+        assert counter.complete
+        if len(doc) > 2:
+            truncated = RecordCounter(fast=fast)
+            for chunk in _split(doc[:-1], cuts):
+                truncated.feed(chunk)
+            assert truncated.finish() is None and not truncated.complete
+        garbage = RecordCounter(fast=fast)
+        for chunk in _split(doc + b" [1]", cuts):
+            garbage.feed(chunk)
+        assert garbage.finish() is None and garbage.trailing_garbage
+
+
+def test_fast_path_counts_big_chunks_and_recovers_from_wrong_guesses() -> None:
+    records = [
+        {"id": i, "text": f'x,{{"id": {i}}} "q" \\ [{i}]', "nested": [{"id": i}, {"id": -i}]}
+        for i in range(5000)
+    ]
+    doc = json.dumps(records).encode()
+    for size in (1024, 65536, 1 << 20):
+        counter = RecordCounter("json")
+        buffer = bytearray(size)
+        for i in range(0, len(doc), size):
+            piece = doc[i : i + size]
+            if len(piece) == size:
+                buffer[:] = piece
+                counter.feed(buffer)  # the same object every time, as the reader passes it
+            else:
+                counter.feed(piece)
+        assert counter.finish() == len(records)
+    # Nested objects start with the same key as records and strings hide ',{"id":': the fast path
+    # guesses wrong boundaries, the scanner proves them wrong, and the count stays exact.
+    counter = RecordCounter()
+    for chunk in _split(doc, [4096]):
+        counter.feed(chunk)
+    assert counter.finish() == len(records)
+
+
+def test_json_that_msgspec_refuses_is_counted_by_the_scanner() -> None:
+    doc = json.dumps([{"id": i, "v": float("inf") if i % 7 == 0 else i} for i in range(2000)]).encode()
+    assert b"Infinity" in doc
+    assert count_records(_split(doc, [777])) == 2000
+    assert count_records([doc]) == 2000
+    assert count_records([b"[NaN, -Infinity, 1]"]) == 3
+
+
+def test_counter_edge_cases_in_both_modes() -> None:
+    for fast in (True, False):
+        def count(chunks: list[bytes], hint: Any = None, fast: bool = fast) -> int | None:
+            counter = RecordCounter(hint, fast=fast)
+            for chunk in chunks:
+                counter.feed(chunk)
+            return counter.finish()
+
+        assert count([b""]) == 0
+        assert count([b"  [ ", b" ] \n"]) == 0
+        assert count([b'["a\\', b'"]", "b"]']) == 2
+        assert count([b"[1,2] [3]"]) is None
+        assert count([b"[1,2] x"]) is None
+        assert count([b"[1,2] 3 "]) is None
+        assert count([b"[1,2]", b" \n "]) == 2
+        assert count([b"[1,2]", b" x"]) is None
+        assert count([b'[{"a":[1,2,{"b":"]"}]},', b' {"a":2}', b"]"]) == 2
+        assert count([b"[" + b" " * 3000 + b"1, 2]"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_small_read_buffer_streams_many_chunks_through_one_buffer(
+    make_fake: Any, tmp_path: Path, fmt: str, gzipped: bool
+) -> None:
+    from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
+    from airflow_provider_polytomic.record_logs import RecordLogDownloader
+
+    fake = make_fake(record_log_format=fmt, gzip_record_logs=gzipped)
+    sync_id, execution_id, ins, upd, _ = _finished(fake, inserted=120, updated=70, per_file=50)
+    downloader = RecordLogDownloader(PolytomicHook(), tmp_path, chunk_size=1024, max_concurrency=2)
+
+    result = downloader.download(sync_id, execution_id)
+
+    assert result.counts == {"inserted": 120, "updated": 70} and not result.mismatches
+    got: dict[str, list[Any]] = {"inserted": [], "updated": []}
+    for f in result.files:
+        data = Path(urlsplit(f.uri).path).read_bytes()
+        assert len(data) == f.bytes and len(data) > 1024  # several full buffers per file
+        got[f.record_type] += _read_records(data)
+    assert got == {"inserted": ins, "updated": upd}
+    assert not [p for p in _all_files(tmp_path) if ".partial-" in p.name]
+
+
+def test_connections_are_reused_across_files(make_fake: Any, tmp_path: Path) -> None:
+    import urllib3
+
+    fake = make_fake()
+    sync_id, execution_id, *_ = _finished(fake, inserted=8, updated=0, per_file=1)
+    opened: list[int] = []
+    original = urllib3.connectionpool.HTTPConnectionPool._new_conn
+
+    def counting(self: Any) -> Any:
+        opened.append(1)
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(urllib3.connectionpool.HTTPConnectionPool, "_new_conn", counting)
+        xcom = _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"], max_concurrency=1)
+    assert xcom["counts"] == {"inserted": 8}
+    # One connection to the storage origin for all eight files (plus the API's own).
+    assert len(fake.storage_requests) == 8 and len(opened) <= 3
+
+
+def test_body_reader_without_http_client_underneath() -> None:
+    # Adapters or mocks whose raw response is not http.client's: read() is used instead.
+    import io
+
+    import requests
+    import urllib3
+
+    from airflow_provider_polytomic.record_logs import _BodyReader
+
+    body = b"[" + b",".join(b'{"id": %d}' % i for i in range(500)) + b"]"
+    response = requests.Response()
+    response.raw = urllib3.HTTPResponse(body=io.BytesIO(body), preload_content=False)
+    reader = _BodyReader(response, 1024, "https://storage/x.json")
+    counter = RecordCounter()
+    got = b""
+    while chunk := reader.read():
+        got += chunk
+        counter.feed(chunk)
+    assert got == body and reader.received == len(body)
+    assert counter.finish() == 500
+    reader.release()  # nothing to release: must not fail
