@@ -119,6 +119,7 @@ async def run_provider(
 async def run_naive(
     pairs: list[tuple[str, str]], interval: float, waiting: dict[str, float]
 ) -> dict[str, float]:
+    from airflow_provider_polytomic.exceptions import PolytomicAPIError
     from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 
     hook = PolytomicHook()
@@ -126,7 +127,12 @@ async def run_naive(
 
     async def one(sync_id: str, execution_id: str) -> None:
         while True:
-            execution = await hook.aget_execution(sync_id, execution_id)
+            try:
+                execution = await hook.aget_execution(sync_id, execution_id)
+            except PolytomicAPIError:
+                # An overloaded server: a naive trigger would fail or retry; keep polling.
+                await asyncio.sleep(interval)
+                continue
             if execution.outcome.is_terminal:
                 fired[execution_id] = time.monotonic()
                 return
