@@ -369,6 +369,16 @@ def decode_success(config: ClientConfig, call: Call[T], content: bytes) -> T:
         ) from None
 
 
+def handle_response(
+    config: ClientConfig, call: Call[T], status: int, headers: Mapping[str, str], content: bytes
+) -> T:
+    """What both transports do with an answer: the parsed result, or the matching exception."""
+    log.debug("Polytomic %s %s -> %s", call.method, call.path, status)
+    if not 200 <= status < 300:
+        raise error_from_response(config, call, status, headers, content)
+    return decode_success(config, call, content)
+
+
 # ------------------------------------------------------------------------------- retry
 
 
@@ -467,10 +477,7 @@ class SyncTransport:
             content = response.content
         except requests.RequestException as exc:
             raise _network_error(call, self.config, exc) from None
-        log.debug("Polytomic %s %s -> %s", call.method, call.path, response.status_code)
-        if not 200 <= response.status_code < 300:
-            raise error_from_response(self.config, call, response.status_code, response.headers, content)
-        return decode_success(self.config, call, content)
+        return handle_response(self.config, call, response.status_code, response.headers, content)
 
     def close(self) -> None:
         self.session.close()
@@ -524,10 +531,7 @@ class AsyncTransport:
             content = response.content
         except httpx.HTTPError as exc:
             raise _network_error(call, self.config, exc) from None
-        log.debug("Polytomic %s %s -> %s", call.method, call.path, response.status_code)
-        if not 200 <= response.status_code < 300:
-            raise error_from_response(self.config, call, response.status_code, response.headers, content)
-        return decode_success(self.config, call, content)
+        return handle_response(self.config, call, response.status_code, response.headers, content)
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -280,15 +280,6 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
 
     # ------------------------------------------------------------------ running
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Standalone path (``dag.test``, tests, triggerers without shared streams)."""
-        ticks = self._ticks()
-        try:
-            async for event in self.filter_shared_stream(ticks):
-                yield event
-        finally:
-            await ticks.aclose()
-
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         store = _Store(self.asset_state_store)
         state = self._state

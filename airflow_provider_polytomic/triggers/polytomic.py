@@ -111,14 +111,6 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
             baseline=self.baseline,
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        ticks = self._ticks()
-        try:
-            async for event in self.filter_shared_stream(ticks):
-                yield event
-        finally:
-            await ticks.aclose()
-
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         # Spread the periodic status checks of many triggers instead of firing them together.
         watch = SyncWatch(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_polytomic._compat import BaseEventTrigger
+from airflow_provider_polytomic._compat import BaseEventTrigger, TriggerEvent
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import BulkExecution, Event, Execution
 from airflow_provider_polytomic.sync_wait import (
@@ -287,6 +287,16 @@ class SharedEventsPollTrigger(BaseEventTrigger):
         shared = shared_for(kwargs["polytomic_conn_id"])
         async for tick in poll_events(shared.hook, float(kwargs["poll_interval"])):
             yield tick
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Standalone path (``dag.test``, tests, triggerers without shared streams): the same
+        ``filter_shared_stream``, fed by the in-process fan-out."""
+        ticks = self._ticks()
+        try:
+            async for event in self.filter_shared_stream(ticks):
+                yield event
+        finally:
+            await ticks.aclose()
 
     def _ticks(self) -> Subscription:
         """The shared stream when the trigger is driven through ``run()``."""
