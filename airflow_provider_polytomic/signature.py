@@ -90,4 +90,4 @@ def verify_signature(
     return hmac.compare_digest(provided, expected)
 
 
-__all__ = ["SIGNATURE_HEADER", "sign", "verify_signature"]
+__all__ = ["SIGNATURE_HEADER", "Encoding", "sign", "verify_signature"]

@@ -510,3 +510,32 @@ def test_plugin_mounts_the_receiver() -> None:
     assert app["url_prefix"] == "/polytomic" and isinstance(app["app"], FastAPI)
     routes = {getattr(r, "path", None) for r in app["app"].routes}
     assert "/events" in routes
+
+
+def test_signature_scheme_is_configurable() -> None:
+    """Polytomic has not published its HMAC scheme: base64 (or another hash) must be selectable."""
+    import base64
+    import hashlib
+    import hmac
+
+    from fastapi.testclient import TestClient
+
+    from airflow_provider_polytomic.webhook.receiver import create_app
+
+    class Sink:
+        async def record(self, *args: object, **kwargs: object) -> str:
+            return "recorded"
+
+    secret = "abcdef123"
+    body = b'{"type": "sync.running", "event": {}}'
+    good = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha512).digest()).decode()
+    app = create_app(
+        recorder=Sink(),  # type: ignore[arg-type]
+        secret_loader=lambda: secret,
+        signature_algorithm="sha512",
+        signature_encoding="base64",
+    )
+    client = TestClient(app)
+    assert client.post("/events", content=body, headers={"Polytomic-Signature": good}).status_code == 200
+    hex_sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert client.post("/events", content=body, headers={"Polytomic-Signature": hex_sig}).status_code == 401

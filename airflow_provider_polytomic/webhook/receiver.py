@@ -50,7 +50,7 @@ from airflow_provider_polytomic._compat import BaseHook, conf_get
 from airflow_provider_polytomic.api import EVENT_RETENTION
 from airflow_provider_polytomic.assets import sync_uri
 from airflow_provider_polytomic.models import Event, parse_event
-from airflow_provider_polytomic.signature import SIGNATURE_HEADER, verify_signature
+from airflow_provider_polytomic.signature import SIGNATURE_HEADER, Encoding, verify_signature
 from airflow_provider_polytomic.triggers.events import (
     DEFAULT_EVENT_TYPES,
     LEDGER_KEY_PREFIX,
@@ -471,6 +471,8 @@ def create_app(
     secret_loader: Callable[[], str | None] | None = None,
     secret_cache_seconds: float = SECRET_CACHE_SECONDS,
     path: str = "/events",
+    signature_algorithm: str = "sha256",
+    signature_encoding: Encoding = "hex",
 ) -> FastAPI:
     """Build the receiver app (see the module docstring for the protocol).
 
@@ -482,6 +484,9 @@ def create_app(
     :param secret_loader: returns the secret (default: read the connection); cached
         ``secret_cache_seconds``.
     :param path: the endpoint path.
+    :param signature_algorithm: HMAC hash of ``Polytomic-Signature`` (Polytomic has not
+        published it; SHA-256 is assumed).
+    :param signature_encoding: ``hex`` (assumed) or ``base64``.
     """
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
@@ -542,7 +547,9 @@ def create_app(
                 polytomic_conn_id,
             )
             return _reply(503, "error", "receiver not configured")
-        if not verify_signature(body, signature, secret):
+        if not verify_signature(
+            body, signature, secret, algorithm=signature_algorithm, encoding=signature_encoding
+        ):
             stats["rejected"] += 1
             log.warning("Polytomic webhook delivery with an invalid signature refused.")
             return _reply(401, "rejected", "invalid signature")
