@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_polytomic import api
 from airflow_provider_polytomic.api import EVENT_RETENTION, check_kind
+from airflow_provider_polytomic.client import RetryableAPIError
 from airflow_provider_polytomic.models import (
     BulkExecution,
     Event,
@@ -369,7 +371,9 @@ class StatusCheck:
 
     With an ``execution_id``: one GET of that execution. Without: the sync's terminal
     executions, newest first, until one finished at or before the baseline (at most
-    :data:`MAX_EXECUTION_PAGES` pages).
+    :data:`MAX_EXECUTION_PAGES` pages), then a GET of each execution a terminal event
+    nominated that the listing did not reach (executions can overlap, and the listing is
+    ordered by creation, not completion).
     """
 
     def __init__(self, target: WaitTarget, nominated: Iterable[str] = ()) -> None:
@@ -382,8 +386,6 @@ class StatusCheck:
         self._listed = False
 
     def next_call(self) -> Any:
-        from airflow_provider_polytomic import api
-
         if self._done:
             return None
         if self._listed:
@@ -420,8 +422,6 @@ class StatusCheck:
 
 def transient(exc: BaseException) -> bool:
     """Is this a failure a waiter should ride out (retries exhausted on 429/5xx/network)?"""
-    from airflow_provider_polytomic.client import RetryableAPIError
-
     return isinstance(exc, RetryableAPIError)
 
 
