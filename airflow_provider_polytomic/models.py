@@ -12,6 +12,7 @@ import enum
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -221,9 +222,13 @@ class Event(_Wire):
     organization_id: str | None = None
     event: dict[str, Any] | None = None
 
-    @property
+    @cached_property
     def payload(self) -> SyncEventPayload:
-        """The payload parsed with the model for this event type (never raises)."""
+        """The payload parsed with the model for this event type (never raises).
+
+        Cached: a shared poll hands the same events to every waiting trigger, and parsing
+        them again for each one made a tick of 1,000 events cost seconds with 1,000 triggers.
+        """
         model = PAYLOAD_MODELS.get(self.type, SyncEventPayload)
         try:
             return model.model_validate(self.event or {})

@@ -143,7 +143,7 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
                     return
                 if not isinstance(tick, EventTick):
                     continue
-                watch.observe_events(tick.events)
+                watch.observe_events(tick.for_sync(self.sync_id))
                 if (result := await self._status(watch)) is not None:
                     yield self._finished(result)
                     return

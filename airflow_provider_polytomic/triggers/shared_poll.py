@@ -22,6 +22,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_polytomic._compat import BaseEventTrigger, TriggerEvent
@@ -53,6 +54,17 @@ class EventTick:
     events: tuple[Event, ...]
     polled_at: datetime
     ok: bool = True
+
+    @cached_property
+    def _by_sync(self) -> dict[str | None, tuple[Event, ...]]:
+        index: dict[str | None, list[Event]] = {}
+        for event in self.events:
+            index.setdefault(event.sync_id, []).append(event)
+        return {sync_id: tuple(events) for sync_id, events in index.items()}
+
+    def for_sync(self, sync_id: str) -> tuple[Event, ...]:
+        """This tick's events of one sync: indexed once per tick, not scanned per trigger."""
+        return self._by_sync.get(sync_id, ())
 
 
 async def poll_events(
