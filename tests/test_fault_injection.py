@@ -655,7 +655,9 @@ def operator_example(schedule: OperatorSchedule) -> None:
         execution = fake.execution(sync_id, awaited)
         if isinstance(error, PolytomicSyncTimeoutError):
             assert not finishes or awaited == pre_id, f"timed out although {awaited} was due to finish"
-            assert execution["status"] in {"canceled", *TERMINAL_STATUSES}, execution
+            if execution["status"] not in {"canceled", "canceling", *TERMINAL_STATUSES}:
+                # Only when the injected faults outlast every cancel round, and then said so.
+                assert "canceling the execution failed" in str(error), (execution, error)
             return
         assert execution["status"] in TERMINAL_STATUSES, (execution, summary, error)
         outcome = outcome_of(execution, schedule.kind)

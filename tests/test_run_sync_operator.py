@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import re
 import threading
 from typing import Any
@@ -366,6 +367,40 @@ def test_deadline_cancels_in_worker(polytomic_conn: FakePolytomic) -> None:
     ti = FakeTI()
     with pytest.raises(PolytomicSyncTimeoutError, match="was canceled"):
         make_op(sync_id, timeout=0.3).execute(ctx(ti))
+    assert fake.execution(sync_id, ti.xcoms["execution_id"])["status"] == "canceled"
+
+
+def test_deadline_cancel_outlasts_one_round_of_retries(
+    polytomic_conn: FakePolytomic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (fault-injection run): a burst of 5xx at the deadline used up the cancel's
+    retries and left the execution running after the task had timed out."""
+    fake = polytomic_conn
+    conn = {
+        "conn_type": "polytomic",
+        "host": fake.url,
+        "password": fake.api_key,
+        "extra": {"max_retries": 3, "retry_base_wait": 0.01, "retry_max_wait": 0.05},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_DEFAULT", json.dumps(conn))
+    sync_id = fake.add_sync("contacts")
+    ti = FakeTI()
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            make_op(sync_id, timeout=0.5, poll_interval=30).execute(ctx(ti))
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ti.execution_pushed.wait(20)
+    # More failures than one round of retries (1 + 3 attempts) can absorb.
+    fake.faults.server_errors(14, status=503)
+    thread.join(30)
+    assert isinstance(outcome.get("error"), PolytomicSyncTimeoutError), outcome
+    assert "was canceled" in str(outcome["error"])
     assert fake.execution(sync_id, ti.xcoms["execution_id"])["status"] == "canceled"
 
 

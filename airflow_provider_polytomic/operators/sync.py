@@ -42,6 +42,8 @@ from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
+# Rounds of the retry policy a cancel gets (see PolytomicRunSyncOperator._cancel).
+CANCEL_ROUNDS = 3
 # Baseline slack for the events window: the execution cannot have events older than its start.
 _BASELINE_SLACK = timedelta(seconds=5)
 
@@ -257,14 +259,26 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
         )
 
     def _cancel(self, execution_id: str, why: str) -> bool:
-        """Ask Polytomic to cancel the execution; False (logged) when it refused or did not answer."""
-        try:
-            self.hook.cancel_execution(self.sync_id, execution_id, sync_kind=self.sync_kind)
-        except PolytomicAPIError as exc:
-            self.log.warning("Could not cancel Polytomic execution %s (%s): %s", execution_id, why, exc)
-            return False
-        self.log.info("Canceled Polytomic execution %s of sync %s (%s).", execution_id, self.sync_id, why)
-        return True
+        """Ask Polytomic to cancel the execution; False (logged) when it refused or did not answer.
+
+        A leaked execution keeps writing to the destination after Airflow gave up on it, so a
+        cancel gets :data:`CANCEL_ROUNDS` rounds of the connection's whole retry policy
+        against transient failures (429, 5xx, timeouts), not just one.
+        """
+        for round_ in range(1, CANCEL_ROUNDS + 1):
+            try:
+                self.hook.cancel_execution(self.sync_id, execution_id, sync_kind=self.sync_kind)
+            except PolytomicAPIError as exc:
+                if transient(exc) and round_ < CANCEL_ROUNDS:
+                    self.log.warning(
+                        "Canceling Polytomic execution %s failed (%s); trying again.", execution_id, exc
+                    )
+                    continue
+                self.log.warning("Could not cancel Polytomic execution %s (%s): %s", execution_id, why, exc)
+                return False
+            self.log.info("Canceled Polytomic execution %s of sync %s (%s).", execution_id, self.sync_id, why)
+            return True
+        return False
 
     def _timed_out(self, execution_id: str, deadline: datetime | None) -> PolytomicSyncTimeoutError:
         when = f" at {deadline.isoformat()}" if deadline else ""
