@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -82,10 +83,23 @@ def airflow_executable() -> str:
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on 127.0.0.1, below the kernel's ephemeral range.
+
+    The port is only reserved again when the api-server binds it, seconds later. A port from
+    the ephemeral range (what binding port 0 returns) can be handed meanwhile to any other
+    socket bound to port 0 or any outgoing connection - a CI run lost its api-server that way
+    ("address already in use"). Ports below the range are never handed out automatically.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found between 20000 and 32000 on 127.0.0.1")
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = _POLL) -> Any:
