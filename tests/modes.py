@@ -49,6 +49,22 @@ async def first_trigger_event(trigger: Any, timeout: float) -> dict[str, Any]:
     return event.payload
 
 
+async def first_event_via_shared_stream(
+    manager: Any, trigger_id: int, trigger: Any, fired: dict[int, float]
+) -> dict[str, Any]:
+    """Run ``trigger`` on Airflow's ``SharedStreamManager`` as the triggerer does, until its
+    first event; record when it fired in ``fired[trigger_id]``."""
+    key = trigger.shared_stream_key()
+    stream = manager.subscribe(trigger_id=trigger_id, trigger=trigger, key=key)
+    try:
+        async for event in trigger.filter_shared_stream(stream):
+            fired[trigger_id] = time.monotonic()
+            return event.payload
+    finally:
+        await manager.unsubscribe(trigger_id, key)
+    raise AssertionError("the shared stream ended")
+
+
 def rebuild(trigger: Any) -> Any:
     """Serialize and rebuild a trigger, as the triggerer does from the database row."""
     classpath, kwargs = trigger.serialize()

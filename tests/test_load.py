@@ -24,6 +24,7 @@ from airflow.triggers.shared_stream import SharedStreamManager
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.testing import FakePolytomic
 from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
+from tests.modes import first_event_via_shared_stream
 
 CHILD = r"""
 import json, sys
@@ -137,17 +138,10 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
         assert len({t.shared_stream_key() for t in triggers}) == 1
         fired: dict[int, float] = {}
 
-        async def consume(i: int, trigger: PolytomicSyncTrigger) -> dict:
-            stream = manager.subscribe(trigger_id=i, trigger=trigger, key=trigger.shared_stream_key())
-            try:
-                async for event in trigger.filter_shared_stream(stream):
-                    fired[i] = time.monotonic()
-                    return event.payload
-            finally:
-                await manager.unsubscribe(i, trigger.shared_stream_key())
-            raise AssertionError("stream ended")
-
-        tasks = [asyncio.create_task(consume(i, t)) for i, t in enumerate(triggers)]
+        tasks = [
+            asyncio.create_task(first_event_via_shared_stream(manager, i, t, fired))
+            for i, t in enumerate(triggers)
+        ]
         # Every trigger's start-up status check done: from here on only the shared poll runs.
         while sum(1 for r in fake.requests if "/executions/" in r.path) < n:
             await asyncio.sleep(0.05)

@@ -14,7 +14,7 @@ from airflow.triggers.shared_stream import SharedStreamManager
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor
 from airflow_provider_polytomic.testing import FakePolytomic
 from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
-from tests.modes import FakeTI, context_for, first_trigger_event, rebuild
+from tests.modes import FakeTI, context_for, first_event_via_shared_stream, first_trigger_event, rebuild
 
 
 def events_requests(fake: FakePolytomic) -> list:
@@ -171,17 +171,10 @@ def test_many_triggers_share_one_poll_through_airflow_shared_streams(polytomic_c
 
         fired: dict[int, float] = {}
 
-        async def consume(i: int, trigger: PolytomicSyncTrigger) -> dict:
-            stream = manager.subscribe(trigger_id=i, trigger=trigger, key=trigger.shared_stream_key())
-            try:
-                async for event in trigger.filter_shared_stream(stream):
-                    fired[i] = time.monotonic()
-                    return event.payload
-            finally:
-                await manager.unsubscribe(i, trigger.shared_stream_key())
-            raise AssertionError("stream ended")
-
-        tasks = [asyncio.create_task(consume(i, t)) for i, t in enumerate(triggers)]
+        tasks = [
+            asyncio.create_task(first_event_via_shared_stream(manager, i, t, fired))
+            for i, t in enumerate(triggers)
+        ]
         # Let every trigger finish its start-up status check, then watch a few intervals.
         while len([r for r in polytomic_conn.requests if "/executions/" in r.path]) < n:
             await asyncio.sleep(0.05)
