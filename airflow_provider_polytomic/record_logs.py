@@ -23,7 +23,8 @@ How it works, and why:
 * **Streaming.** Bodies are read with ``readinto`` into one reused buffer per file
   (:class:`_BodyReader`), gunzipped on the fly (``Content-Encoding: gzip`` or gzip magic
   bytes), written to ``<final>.partial-<uuid>`` (plain ``open`` for local destinations,
-  fsspec otherwise) and counted by :class:`RecordCounter` (msgspec for JSON arrays, exact).
+  fsspec otherwise) and counted exactly by :class:`RecordCounter` (C scanners with the GIL
+  released when built, pure Python otherwise).
   Nothing holds a whole file in memory.
 * **Atomic placement.** A file is moved to its final name only when the body is complete:
   the wire length equals ``Content-Length``, a gzip stream reached its trailer (CRC checked)
@@ -86,6 +87,16 @@ from airflow_provider_polytomic.models import (
     SyncCompletedPayload,
     SyncKind,
 )
+
+try:  # optional C scanners, built at install time when a C compiler is available
+    from airflow_provider_polytomic import _record_scan
+except ImportError:
+    _record_scan = None  # type: ignore[assignment]
+
+NATIVE_COUNTING: bool = _record_scan is not None
+"""Whether record counting uses the C scanners (``airflow_provider_polytomic._record_scan``).
+When False (no compiler at install time) the pure-Python paths count the same records, more
+slowly."""
 
 log = logging.getLogger(__name__)
 
@@ -264,42 +275,55 @@ _SIGNATURE_SCAN = 256
 class RecordCounter:
     """Counts records in a JSON array or JSON lines document fed in chunks, in bounded memory.
 
-    **JSON arrays** are counted exactly by two cooperating paths:
+    What is counted: the top-level elements of a JSON array, or the lines of a JSON lines
+    document that hold something other than whitespace. The counter counts; it does not
+    validate (a record that is not valid JSON is still one record).
 
-    * *Fast path* (the usual one): the bytes since the last known element boundary are kept,
-      the last likely boundary in them is found with ``bytes.rfind`` (the opening bytes of the
-      first element, e.g. ``{"id":``, preceded by a comma), and everything before it is parsed
-      at C speed by ``msgspec`` (an Airflow 3 dependency) as ``list[Raw]``: a validating parse
-      that builds no record objects. A guess that is wrong (a comma inside a string or a nested
-      value) can never parse as a list of complete values, so a successful parse proves the
-      boundary and gives the exact number of elements before it.
-    * *Structural scanner* (fallback): escapes removed, string contents dropped by quote parity
-      after ``bytes.translate``, closed groups erased with a regex, top-level commas counted;
-      O(nesting) state, no per-byte Python loop. It takes over when msgspec refuses a piece
-      (a wrong guess, or JSON msgspec does not accept such as ``NaN``), when no boundary shows
-      up within :data:`_FAST_CARRY_LIMIT` bytes, or when msgspec is missing; at the next
-      boundary it proves to be top-level, the fast path resumes.
+    Three engines give the same counts (the tests check them against each other):
 
-    **JSON lines**: lines holding non-whitespace, counted with ``bytes.count``.
+    * **C scanners** (:data:`NATIVE_COUNTING`, the usual case): ``_record_scan``, built at
+      install time, scans each chunk at memory speed with the GIL released (SSE2 skips string
+      contents and whole lines 16 bytes at a time), so concurrent downloads overlap their
+      counting with I/O.
+    * **msgspec** (arrays, without the C scanners): the bytes since the last known element
+      boundary are kept, the last likely boundary in them is found with ``bytes.rfind`` (the
+      opening bytes of the first element, e.g. ``{"id":``, preceded by a comma), and
+      everything before it is parsed at C speed by ``msgspec`` (an Airflow 3 dependency) as
+      ``list[Raw]``. A wrong guess (a comma inside a string or a nested value) can never parse
+      as a list of complete values, so a successful parse proves the boundary and gives the
+      exact number of elements before it.
+    * **Structural scanner** (arrays, fallback of the msgspec path): escapes removed, string
+      contents dropped by quote parity after ``bytes.translate``, closed groups erased with a
+      regex, top-level commas counted; O(nesting) state, no per-byte Python loop. It takes over
+      when msgspec refuses a piece (a wrong guess, or JSON msgspec does not accept such as
+      ``NaN``), when no boundary shows up within :data:`_FAST_CARRY_LIMIT` bytes, or when
+      msgspec is missing; at the next boundary it proves to be top-level, the msgspec path
+      resumes. JSON lines without the C scanners are counted with ``bytes.count``.
 
     The format is taken from ``hint`` (``"json"`` / ``"jsonl"``) when given, else sniffed from
     the first non-whitespace byte: ``[`` means array, anything else JSON lines.
 
-    :param fast: use the msgspec fast path for arrays when msgspec is importable (tests turn it
-        off to check the structural scanner on its own).
-    :ivar records: the count so far (for arrays: elements before the last proven boundary plus
-        those the scanner has seen start).
+    :param fast: use the msgspec path for arrays when msgspec is importable and the C scanners
+        are not used (tests turn it off to check the structural scanner on its own).
+    :param native: use the C scanners when they are built (tests turn it off to check the
+        pure-Python engines).
+    :ivar records: the count so far (elements or lines seen to start; with the msgspec path,
+        elements before the last proven boundary plus those the scanner has seen start).
     :ivar complete: False while an array is still open (a truncated array never completes).
     """
 
-    def __init__(self, hint: Literal["json", "jsonl"] | None = None, *, fast: bool = True) -> None:
+    def __init__(
+        self, hint: Literal["json", "jsonl"] | None = None, *, fast: bool = True, native: bool = True
+    ) -> None:
         self.hint = hint
         self.mode: Literal["array", "lines"] | None = None
         self.records = 0
         self.complete = False
         self.trailing_garbage = False
-        # fast array path
-        self._decoder: Any = _raw_list_decoder() if fast else None
+        self._native = native and _record_scan is not None
+        self._depth = 0  # C array scanner: nesting inside the current element
+        # msgspec array path
+        self._decoder: Any = _raw_list_decoder() if fast and not self._native else None
         self._fast = self._decoder is not None
         self._buf = bytearray(b"[")  # "[" + the document since the last proven boundary
         self._signature: bytes | None = None
@@ -330,7 +354,9 @@ class RecordCounter:
                 chunk = stripped[1:]
             else:
                 self.mode = "lines"
-        if self.mode == "lines":
+        if self._native:
+            self._feed_native(chunk)
+        elif self.mode == "lines":
             self._feed_lines(chunk)
         elif self._fast:
             self._feed_fast(chunk)
@@ -359,7 +385,28 @@ class RecordCounter:
         self.complete = self._closed and not self.trailing_garbage
         return self.records if self.complete else None
 
-    # -- JSON array: fast path -----------------------------------------------------------------
+    # -- C scanners ---------------------------------------------------------------------------
+
+    def _feed_native(self, chunk: bytes | bytearray) -> None:
+        if self.mode == "lines":
+            added, self._line_open = _record_scan.scan_lines(chunk, self._line_open)
+            self.records += added
+            return
+        (
+            added,
+            self._in_string,
+            self._escape_pending,
+            self._depth,
+            self._awaiting_first,
+            self._closed,
+            trailing,
+        ) = _record_scan.scan_array(
+            chunk, self._in_string, self._escape_pending, self._depth, self._awaiting_first, self._closed
+        )
+        self.records += added
+        self.trailing_garbage = self.trailing_garbage or trailing
+
+    # -- JSON array: msgspec path --------------------------------------------------------------
 
     def _feed_fast(self, chunk: bytes | bytearray) -> None:
         buf = self._buf

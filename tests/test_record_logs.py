@@ -8,8 +8,10 @@ header hygiene are exercised on real sockets.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -559,40 +561,113 @@ def _split(doc: bytes, cuts: list[int]) -> list[bytes]:
     return chunks
 
 
+# The three counting engines (see RecordCounter): they must give the same counts.
+ENGINES: dict[str, dict[str, bool]] = {
+    "native": {},
+    "msgspec": {"native": False},
+    "scanner": {"native": False, "fast": False},
+}
+
+
+def test_the_c_scanners_are_built() -> None:
+    """CI and ``make install`` build the optional C extension; the engine tests below would
+    silently test only the pure-Python engines if it were missing. Set
+    POLYTOMIC_PURE_PYTHON_OK=1 where no C compiler is available on purpose."""
+    from airflow_provider_polytomic import record_logs
+
+    if os.environ.get("POLYTOMIC_PURE_PYTHON_OK") == "1":
+        return
+    assert record_logs.NATIVE_COUNTING, "airflow_provider_polytomic._record_scan was not built"
+    assert RecordCounter()._native
+    assert not RecordCounter(native=False)._native
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     values=_TRICKY_DOCS,
     cuts=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=20),
     indent=st.sampled_from([None, 1, 2]),
     ascii_only=st.booleans(),
-    fast=st.booleans(),
+    engine=st.sampled_from(sorted(ENGINES)),
     carry_limit=st.sampled_from([8, 64, 4 * 1024 * 1024]),
 )
-def test_fast_and_structural_counters_agree_with_json_loads(
-    values: list[Any], cuts: list[int], indent: int | None, ascii_only: bool, fast: bool, carry_limit: int
+def test_all_counting_engines_agree_with_json_loads(
+    values: list[Any], cuts: list[int], indent: int | None, ascii_only: bool, engine: str, carry_limit: int
 ) -> None:
     from airflow_provider_polytomic import record_logs
 
+    options = ENGINES[engine]
     doc = json.dumps(values, indent=indent, ensure_ascii=ascii_only).encode()
     assert len(json.loads(doc)) == len(values)
     with pytest.MonkeyPatch.context() as mp:
-        # A tiny limit hands the document back and forth between the fast path and the scanner.
+        # A tiny limit hands the document back and forth between the msgspec path and the scanner.
         mp.setattr(record_logs, "_FAST_CARRY_LIMIT", carry_limit)
-        counter = RecordCounter(fast=fast)
+        counter = RecordCounter(**options)
         for i, chunk in enumerate(_split(doc, cuts)):
             # Reused read buffers arrive as bytearrays: the counter must not keep them.
             counter.feed(bytearray(chunk) if i % 2 else chunk)
         assert counter.finish() == len(values)
         assert counter.complete
         if len(doc) > 2:
-            truncated = RecordCounter(fast=fast)
+            truncated = RecordCounter(**options)
             for chunk in _split(doc[:-1], cuts):
                 truncated.feed(chunk)
             assert truncated.finish() is None and not truncated.complete
-        garbage = RecordCounter(fast=fast)
+        garbage = RecordCounter(**options)
         for chunk in _split(doc + b" [1]", cuts):
             garbage.feed(chunk)
         assert garbage.finish() is None and garbage.trailing_garbage
+
+
+# Long strings of quotes, backslashes and structure: the C scanner skips string contents 16
+# bytes at a time, so escapes and closing quotes must be found at every offset of a block and
+# across chunk boundaries.
+_LONG_TEXT = st.text(alphabet='"\\,{}[]x \nü', min_size=0, max_size=70)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            _LONG_TEXT, st.lists(_LONG_TEXT, max_size=3), st.dictionaries(_LONG_TEXT, _LONG_TEXT, max_size=3)
+        ),
+        max_size=10,
+    ),
+    cuts=st.lists(st.integers(min_value=1, max_value=70), min_size=1, max_size=10),
+    ascii_only=st.booleans(),
+)
+def test_engines_agree_on_long_strings_split_at_any_offset(
+    values: list[Any], cuts: list[int], ascii_only: bool
+) -> None:
+    doc = json.dumps(values, ensure_ascii=ascii_only).encode()
+    for engine, options in ENGINES.items():
+        counter = RecordCounter(**options)
+        for chunk in _split(doc, cuts):
+            counter.feed(chunk)
+        assert counter.finish() == len(values), engine
+
+
+# JSON lines with blank, whitespace-only and whitespace-led lines, CRLF endings and lines
+# longer than a 16-byte block: only lines holding something other than whitespace count.
+_LINE_BYTES = st.binary(min_size=0, max_size=50).map(
+    lambda b: b.translate(bytes(range(256)), b"\n")
+) | st.sampled_from([b"", b" ", b"\t\r", b"\x0b\x0c ", b'  {"a": 1}', b'{"a": "b"}\r', b"x" * 40])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(_LINE_BYTES, max_size=30),
+    final_newline=st.booleans(),
+    cuts=st.lists(st.integers(min_value=1, max_value=70), min_size=1, max_size=10),
+)
+def test_engines_agree_on_json_lines(lines: list[bytes], final_newline: bool, cuts: list[int]) -> None:
+    doc = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    expected = sum(1 for line in doc.split(b"\n") if line.strip())
+    for engine, options in ENGINES.items():
+        counter = RecordCounter("jsonl", **options)
+        for i, chunk in enumerate(_split(doc, cuts)):
+            counter.feed(bytearray(chunk) if i % 2 else chunk)
+        assert counter.finish() == expected, engine
 
 
 def test_fast_path_counts_big_chunks_and_recovers_from_wrong_guesses() -> None:
@@ -601,8 +676,8 @@ def test_fast_path_counts_big_chunks_and_recovers_from_wrong_guesses() -> None:
         for i in range(5000)
     ]
     doc = json.dumps(records).encode()
-    for size in (1024, 65536, 1 << 20):
-        counter = RecordCounter("json")
+    for size, options in itertools.product((1024, 65536, 1 << 20), ENGINES.values()):
+        counter = RecordCounter("json", **options)
         buffer = bytearray(size)
         for i in range(0, len(doc), size):
             piece = doc[i : i + size]
@@ -614,7 +689,7 @@ def test_fast_path_counts_big_chunks_and_recovers_from_wrong_guesses() -> None:
         assert counter.finish() == len(records)
     # Nested objects start with the same key as records and strings hide ',{"id":': the fast path
     # guesses wrong boundaries, the scanner proves them wrong, and the count stays exact.
-    counter = RecordCounter()
+    counter = RecordCounter(**ENGINES["msgspec"])
     for chunk in _split(doc, [4096]):
         counter.feed(chunk)
     assert counter.finish() == len(records)
@@ -623,15 +698,22 @@ def test_fast_path_counts_big_chunks_and_recovers_from_wrong_guesses() -> None:
 def test_json_that_msgspec_refuses_is_counted_by_the_scanner() -> None:
     doc = json.dumps([{"id": i, "v": float("inf") if i % 7 == 0 else i} for i in range(2000)]).encode()
     assert b"Infinity" in doc
-    assert count_records(_split(doc, [777])) == 2000
-    assert count_records([doc]) == 2000
-    assert count_records([b"[NaN, -Infinity, 1]"]) == 3
+    for options in ENGINES.values():
+        for chunks in (_split(doc, [777]), [doc]):
+            counter = RecordCounter(**options)
+            for chunk in chunks:
+                counter.feed(chunk)
+            assert counter.finish() == 2000
+        counter = RecordCounter(**options)
+        counter.feed(b"[NaN, -Infinity, 1]")
+        assert counter.finish() == 3
 
 
-def test_counter_edge_cases_in_both_modes() -> None:
-    for fast in (True, False):
-        def count(chunks: list[bytes], hint: Any = None, fast: bool = fast) -> int | None:
-            counter = RecordCounter(hint, fast=fast)
+def test_counter_edge_cases_in_every_engine() -> None:
+    for options in ENGINES.values():
+
+        def count(chunks: list[bytes], hint: Any = None, options: dict[str, bool] = options) -> int | None:
+            counter = RecordCounter(hint, **options)
             for chunk in chunks:
                 counter.feed(chunk)
             return counter.finish()
