@@ -619,32 +619,37 @@ def test_all_counting_engines_agree_with_json_loads(
         assert garbage.finish() is None and garbage.trailing_garbage
 
 
-# Long strings of quotes, backslashes and structure: the C scanner skips string contents 16
-# bytes at a time, so escapes and closing quotes must be found at every offset of a block and
-# across chunk boundaries.
-_LONG_TEXT = st.text(alphabet='"\\,{}[]x \nü', min_size=0, max_size=70)
+# Long strings of quotes, backslashes and structure: the C scanner classifies 64-byte blocks at
+# once (quotes, escapes by backslash-run parity, structure), so escapes, quotes and brackets
+# must land at every offset of a block, runs of backslashes must straddle blocks and chunks,
+# and chunks must be both shorter and longer than a block.
+_LONG_TEXT = st.text(alphabet='"\\\\,{}[]x \nü', min_size=0, max_size=150)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     values=st.lists(
         st.one_of(
-            _LONG_TEXT, st.lists(_LONG_TEXT, max_size=3), st.dictionaries(_LONG_TEXT, _LONG_TEXT, max_size=3)
+            _LONG_TEXT,
+            st.lists(_LONG_TEXT, max_size=3),
+            st.dictionaries(_LONG_TEXT, _LONG_TEXT | st.lists(_LONG_TEXT, max_size=2), max_size=3),
         ),
         max_size=10,
     ),
-    cuts=st.lists(st.integers(min_value=1, max_value=70), min_size=1, max_size=10),
+    cuts=st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=10),
+    shift=st.integers(min_value=0, max_value=63),
     ascii_only=st.booleans(),
 )
 def test_engines_agree_on_long_strings_split_at_any_offset(
-    values: list[Any], cuts: list[int], ascii_only: bool
+    values: list[Any], cuts: list[int], shift: int, ascii_only: bool
 ) -> None:
-    doc = json.dumps(values, ensure_ascii=ascii_only).encode()
+    doc = b"[" + b" " * shift + json.dumps(values, ensure_ascii=ascii_only).encode()[1:]
     for engine, options in ENGINES.items():
-        counter = RecordCounter(**options)
-        for chunk in _split(doc, cuts):
-            counter.feed(chunk)
-        assert counter.finish() == len(values), engine
+        for chunks in (_split(doc, cuts), [doc]):
+            counter = RecordCounter(**options)
+            for chunk in chunks:
+                counter.feed(chunk)
+            assert counter.finish() == len(values), engine
 
 
 # JSON lines with blank, whitespace-only and whitespace-led lines, CRLF endings and lines
@@ -795,3 +800,67 @@ def test_body_reader_without_http_client_underneath() -> None:
     assert got == body and reader.received == len(body)
     assert counter.finish() == 500
     reader.release()  # nothing to release: must not fail
+
+
+# ------------------------------------------------------- the C scanners' portable paths
+
+
+@pytest.fixture(scope="module")
+def portable_scanner(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``_record_scan`` built with -DSCAN_PORTABLE: the byte-at-a-time paths that CPUs without
+    SSE2 (e.g. ARM) run, built here so x86 CI checks them too."""
+    import importlib.util
+    import shlex
+    import subprocess
+    import sysconfig
+
+    from airflow_provider_polytomic import record_logs
+
+    source = Path(record_logs.__file__).with_name("_record_scan.c")
+    out = tmp_path_factory.mktemp("portable") / f"_record_scan{sysconfig.get_config_var('EXT_SUFFIX')}"
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    include = sysconfig.get_paths()["include"]
+    subprocess.run(
+        [
+            *compiler,
+            "-O2",
+            "-shared",
+            "-fPIC",
+            "-DSCAN_PORTABLE",
+            f"-I{include}",
+            str(source),
+            "-o",
+            str(out),
+        ],
+        check=True,
+    )
+    spec = importlib.util.spec_from_file_location("_record_scan", out)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(_LONG_TEXT, _TRICKY_VALUES), max_size=10),
+    lines=st.lists(_LINE_BYTES, max_size=20),
+    cuts=st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=10),
+)
+def test_portable_c_scanners_agree(
+    portable_scanner: Any, values: list[Any], lines: list[bytes], cuts: list[int]
+) -> None:
+    from airflow_provider_polytomic import record_logs
+
+    doc = json.dumps(values).encode()
+    text = b"\n".join(lines)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(record_logs, "_record_scan", portable_scanner)
+        array, jsonl = RecordCounter(), RecordCounter("jsonl")
+        assert array._native
+        for chunk in _split(doc, cuts):
+            array.feed(chunk)
+        for chunk in _split(text, cuts):
+            jsonl.feed(chunk)
+        assert array.finish() == len(values)
+        assert jsonl.finish() == sum(1 for line in text.split(b"\n") if line.strip())
