@@ -141,6 +141,13 @@ MARKER_DIR = "_polytomic"
 MARKER_SUFFIX = ".done"
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+LOCAL_WRITE_SIZE = 128 * 1024
+"""Local files are written in slices of this size, not one write per 1 MiB chunk. A 1 MiB
+write makes the kernel fill the page cache with large folios, which costs several times the
+CPU when the free memory behind them has been handed back to a VM's host (free page
+reporting, as on this project's CI VM): writing 1 GiB there cost 1.13 ms of CPU per MiB in
+1 MiB writes against 0.48 ms in 128 KiB writes (0.28 and 0.32 ms into pages freed a moment
+earlier). curl writes 16 KiB at a time and never pays it."""
 _MAX_REDIRECTS = 10
 _REFRESH_STATUSES = frozenset({403, 404, 410})
 _PARTIAL_RE = re.compile(r"\.partial-[0-9a-f]{32}$")
@@ -1363,7 +1370,7 @@ class _Sink:
 
     def __enter__(self) -> _Sink:
         if self._local:
-            self._file = open(self.partial.path, "wb")
+            self._file = open(self.partial.path, "wb", buffering=0)
         else:
             self._file = self.partial.fs.open(self.partial.path, "wb")
         return self
@@ -1373,7 +1380,11 @@ class _Sink:
 
     def write(self, data: bytes | bytearray) -> None:
         if self._local:
-            self._file.write(data)
+            # Unbuffered file: each slice is one write(2); a short write is resumed.
+            with memoryview(data) as view:
+                start, end = 0, len(view)
+                while start < end:
+                    start += self._file.write(view[start : min(end, start + LOCAL_WRITE_SIZE)])
         else:
             # Remote filesystems may keep what they are given in a buffer: never a reused one.
             self._file.write(bytes(data) if isinstance(data, bytearray) else data)

@@ -30,7 +30,8 @@ What it does, in one run, per format (JSON array, then JSON lines):
      no per-file process start is charged to curl);
    * curl to ``/dev/null`` (same, bytes discarded): a second, network-only reference.
 
-   ``sync`` runs before each timed step so no one pays for another's write-back.
+   ``sync`` runs before each timed step so no one pays for another's write-back, and every
+   step writes into the same kind of page-cache pages (``--pages``, see ``_prepare_pages``).
 5. Prints each repeat's figures and ratio (measured in the same run, back to back) and the
    median ratio.
 
@@ -130,6 +131,29 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs ({model}), load average {load}"
 
 
+def _prepare_pages(args: argparse.Namespace, workdir: Path, size: int) -> None:
+    """Give every timed step the same kind of page-cache pages to write into.
+
+    On VMs with free page reporting (virtio-balloon; this machine's kernel logs "Free page
+    reporting enabled") pages free for about 2 s are handed back to the host, and the next
+    write into them pays a host fault per page: writing 1 GiB into such pages costs about 2.5x
+    the CPU of writing into pages freed a moment ago (measured here: 981 vs 3617 MiB/s for
+    the same 1 GiB written twice from Python). Left alone, that cost lands on whichever side
+    happens to run after a pause. ``recycled`` (default) writes and deletes a scratch file of
+    the same size right before each step, so both sides write into just-freed pages;
+    ``cold`` waits until freed pages have been reported, so both sides pay the host faults.
+    """
+    if args.pages == "cold":
+        time.sleep(5)
+        return
+    scratch = workdir / "scratch.bin"
+    block = b"\0" * (1 << 20)
+    with open(scratch, "wb") as f:
+        for _ in range(max(1, size >> 20)):
+            f.write(block)
+    scratch.unlink()
+
+
 def _cpu(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -200,7 +224,8 @@ def run_format(args: argparse.Namespace, fmt: str, curl: str) -> bool:
         expected_records = info["records_per_file"] * args.files
         mib = total_bytes / 1024 / 1024
         print(f"\n== format: {'JSON array' if fmt == 'json' else 'JSON lines'}  files: {args.files}  "
-              f"total: {mib:.0f} MiB  operator max_concurrency: {args.concurrency}", flush=True)
+              f"total: {mib:.0f} MiB  operator max_concurrency: {args.concurrency}  pages: {args.pages}",
+              flush=True)
         print(f"{'':3}{'operator':>16}{'curl to disk':>16}{'curl /dev/null':>16}"
               f"{'ratio (disk)':>14}{'ratio (null)':>14}{'peak RSS':>11}")
 
@@ -254,6 +279,7 @@ def run_format(args: argparse.Namespace, fmt: str, curl: str) -> bool:
                 times: dict[str, float] = {}
                 cpus: dict[str, float] = {}
                 for step in steps:
+                    _prepare_pages(args, workdir, total_bytes)
                     if step == "operator":
                         times[step], cpus[step], growth, peak_reset, xcom = _operator(
                             fake, sync_id, execution_id, dest, args.concurrency
@@ -305,6 +331,19 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="measurements per format (median reported)")
     parser.add_argument("--workdir", default=None, help="where files are written (default: system temp)")
     parser.add_argument(
+        "--engine",
+        choices=("native", "python"),
+        default="native",
+        help="record counting: the C scanners, or the pure-Python engines (what an install "
+        "without a C compiler runs)",
+    )
+    parser.add_argument(
+        "--pages",
+        choices=("recycled", "cold"),
+        default="recycled",
+        help="page-cache pages each timed step writes into (see _prepare_pages)",
+    )
+    parser.add_argument(
         "--no-warmup",
         dest="warmup",
         action="store_false",
@@ -317,6 +356,11 @@ def main() -> int:
     if curl is None:
         parser.error("curl is not installed")
     print(f"machine: {_machine()}")
+    from airflow_provider_polytomic import record_logs
+
+    if args.engine == "python":
+        record_logs._record_scan = None  # type: ignore[assignment]
+    print(f"record counting: {'C scanners' if record_logs._record_scan else 'pure Python (msgspec)'}")
     formats = ("json", "jsonl") if args.format == "both" else (args.format,)
     ok = all([run_format(args, fmt, curl) for fmt in formats])
     return 0 if ok else 1
