@@ -1273,7 +1273,7 @@ class RecordLogDownloader:
                     if not raw:
                         break
                     for piece in decoder.feed(raw):
-                        # Write first (no GIL held), then count (GIL); the reused read buffer
+                        # Both release the GIL (the C counter does); the reused read buffer
                         # is consumed before the next read.
                         sink.write(piece)
                         counter.feed(piece)
