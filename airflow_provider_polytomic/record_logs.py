@@ -289,9 +289,9 @@ class RecordCounter:
     Three engines give the same counts (the tests check them against each other):
 
     * **C scanners** (:data:`NATIVE_COUNTING`, the usual case): ``_record_scan``, built at
-      install time, scans each chunk at memory speed with the GIL released (SSE2 skips string
-      contents and whole lines 16 bytes at a time), so concurrent downloads overlap their
-      counting with I/O.
+      install time, scans each chunk with the GIL released, so concurrent downloads overlap
+      their counting with I/O. With SSE2, JSON lines go 16 bytes at a time and arrays in
+      64-byte blocks (simdjson-style quote, escape and structure bit masks).
     * **msgspec** (arrays, without the C scanners): the bytes since the last known element
       boundary are kept, the last likely boundary in them is found with ``bytes.rfind`` (the
       opening bytes of the first element, e.g. ``{"id":``, preceded by a comma), and
