@@ -383,6 +383,17 @@ def outcome_of(execution: dict[str, Any], kind: str) -> str:
     return "succeeded"
 
 
+def first_event_across_restart(trigger: Any, restart_after: float | None, wall: float) -> dict[str, Any]:
+    """The trigger's first event, as the triggerer delivers it when it dies ``restart_after`` s
+    into the wait (None: never) and a new one rebuilds the trigger from its serialized kwargs."""
+    if restart_after is not None:
+        try:
+            return asyncio.run(first_trigger_event(rebuild(trigger), restart_after))
+        except TimeoutError:
+            pass
+    return asyncio.run(first_trigger_event(rebuild(trigger), wall))
+
+
 # ------------------------------------------------------------------------------- sensor
 
 
@@ -393,17 +404,7 @@ def run_deferrable_with_restart(make: Callable[[str], Any], restart_after: float
     sensor = make("deferrable")
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context_for(ti))
-    trigger = deferred.value.trigger
-
-    async def until_restart() -> dict[str, Any] | None:
-        try:
-            return await first_trigger_event(rebuild(trigger), restart_after)
-        except TimeoutError:
-            return None
-
-    payload = asyncio.run(until_restart())
-    if payload is None:
-        payload = asyncio.run(first_trigger_event(rebuild(trigger), wall))
+    payload = first_event_across_restart(deferred.value.trigger, restart_after, wall)
     resumed = make("deferrable")
     return resumed.resume_execution(deferred.value.method_name, {"event": payload}, context_for(ti))
 
@@ -580,19 +581,7 @@ def run_operator(op: Any, ti: OperatorTI, restart_after: float | None, wall: flo
     try:
         return op.execute({"ti": ti})
     except TaskDeferred as deferred:
-        trigger = deferred.trigger
-        payload = None
-        if restart_after is not None:
-
-            async def until_restart() -> dict[str, Any] | None:
-                try:
-                    return await first_trigger_event(rebuild(trigger), restart_after)
-                except TimeoutError:
-                    return None
-
-            payload = asyncio.run(until_restart())
-        if payload is None:
-            payload = asyncio.run(first_trigger_event(rebuild(trigger), wall))
+        payload = first_event_across_restart(deferred.trigger, restart_after, wall)
         return op.execute_complete({"ti": ti}, payload, **(deferred.kwargs or {}))
 
 

@@ -314,11 +314,9 @@ def test_completed_with_errors_fails_with_fail_on_errors(polytomic_conn: FakePol
 # ------------------------------------------------------------------------ cancellation
 
 
-def test_on_kill_cancels_the_execution_and_stops_waiting(polytomic_conn: FakePolytomic) -> None:
-    fake = polytomic_conn
-    sync_id = fake.add_sync("contacts")  # no outcome: runs until canceled
-    ti = FakeTI()
-    op = make_op(sync_id, poll_interval=30)  # a long pause: only on_kill can end the wait quickly
+def kill_while_waiting(op: Any, ti: FakeTI) -> BaseException | None:
+    """Run ``op`` in a thread, call ``on_kill`` once it has pushed its execution id (as the
+    worker does on SIGTERM) and return what ``execute`` raised; the wait must end within 10 s."""
     outcome: dict[str, BaseException] = {}
 
     def run() -> None:
@@ -333,7 +331,15 @@ def test_on_kill_cancels_the_execution_and_stops_waiting(polytomic_conn: FakePol
     op.on_kill()
     thread.join(10)
     assert not thread.is_alive()
-    assert isinstance(outcome.get("error"), AirflowException)
+    return outcome.get("error")
+
+
+def test_on_kill_cancels_the_execution_and_stops_waiting(polytomic_conn: FakePolytomic) -> None:
+    fake = polytomic_conn
+    sync_id = fake.add_sync("contacts")  # no outcome: runs until canceled
+    ti = FakeTI()
+    op = make_op(sync_id, poll_interval=30)  # a long pause: only on_kill can end the wait quickly
+    assert isinstance(kill_while_waiting(op, ti), AirflowException)
     assert fake.execution(sync_id, ti.xcoms["execution_id"])["status"] == "canceled"
 
 
@@ -342,21 +348,7 @@ def test_on_kill_without_cancel_leaves_execution_running(polytomic_conn: FakePol
     sync_id = fake.add_sync("contacts")
     ti = FakeTI()
     op = make_op(sync_id, cancel_on_kill=False, poll_interval=30)
-    outcome: dict[str, BaseException] = {}
-
-    def run() -> None:
-        try:
-            op.execute(ctx(ti))
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ti.execution_pushed.wait(20)
-    op.on_kill()
-    thread.join(10)
-    assert not thread.is_alive()
-    assert isinstance(outcome.get("error"), AirflowException)
+    assert isinstance(kill_while_waiting(op, ti), AirflowException)
     assert fake.execution(sync_id, ti.xcoms["execution_id"])["status"] == "running"
     assert not [r for r in fake.requests if r.path.endswith("/cancel")]
 
