@@ -50,7 +50,6 @@ DAGS = ROOT / "tests" / "e2e" / "dags_events"
 POLL_SYNC_ID = "0f8b6c1e-5d2a-4c3b-9e7f-1a2b3c4d5e6f"  # watched (poll_interval=1) in that folder
 WEBHOOK_SYNC_ID = "7c9d0e1f-2a3b-4c5d-8e6f-a1b2c3d4e5f6"  # not watched: only the webhook records it
 SECRET = "bench-webhook-secret"
-PLUGIN_SHIM = "from airflow_provider_polytomic.webhook.plugin import PolytomicWebhookPlugin  # noqa: F401\n"
 
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -128,32 +127,13 @@ def main() -> int:
         tmp_path = Path(tmp)
         fake.add_sync("polled", sync_id=POLL_SYNC_ID)
         fake.add_sync("pushed", sync_id=WEBHOOK_SYNC_ID)
-        plugins = tmp_path / "plugins"
-        plugins.mkdir()
-        (plugins / "polytomic_webhook_plugin.py").write_text(PLUGIN_SHIM)
-        passwords = tmp_path / "passwords.json"
-        passwords.write_text(json.dumps({"receiver": "receiver-password"}))
         home = AirflowHome(tmp_path / "airflow", dags_folder=DAGS)
-        conn = {
-            "conn_type": "polytomic",
-            "host": fake.url,
-            "password": fake.api_key,
-            "extra": {"webhook_secret": SECRET},
-        }
-        home.env.update(
+        home.enable_webhook_receiver(
             {
-                "AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(conn),
-                "AIRFLOW_CONN_POLYTOMIC_AIRFLOW_API": json.dumps(
-                    {
-                        "conn_type": "http",
-                        "host": f"http://127.0.0.1:{home.api_port}",
-                        "login": "receiver",
-                        "password": "receiver-password",
-                    }
-                ),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "receiver:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "conn_type": "polytomic",
+                "host": fake.url,
+                "password": fake.api_key,
+                "extra": {"webhook_secret": SECRET},
             }
         )
         print("migrating the metadata database ...", flush=True)

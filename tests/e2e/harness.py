@@ -222,6 +222,34 @@ class AirflowHome:
         self.env.update(env or {})
         self._stack: Stack | None = None
 
+    def enable_webhook_receiver(self, polytomic_conn: Mapping[str, Any]) -> None:
+        """Serve Polytomic's webhook from this home's API server: the receiver plugin in a
+        plugins folder, ``polytomic_conn`` as ``polytomic_default`` (it carries the webhook
+        secret), and a ``receiver`` user (password ``receiver-password``) that the receiver
+        uses, through ``polytomic_airflow_api``, to record asset events over the REST API."""
+        plugins = self.root / "plugins"
+        plugins.mkdir(exist_ok=True)
+        (plugins / "polytomic_webhook_plugin.py").write_text(
+            "from airflow_provider_polytomic.webhook.plugin import PolytomicWebhookPlugin  # noqa: F401\n"
+        )
+        passwords = self.root / "passwords.json"
+        passwords.write_text(json.dumps({"receiver": "receiver-password"}))
+        api_conn = {
+            "conn_type": "http",
+            "host": f"http://127.0.0.1:{self.api_port}",
+            "login": "receiver",
+            "password": "receiver-password",
+        }
+        self.env.update(
+            {
+                "AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(dict(polytomic_conn)),
+                "AIRFLOW_CONN_POLYTOMIC_AIRFLOW_API": json.dumps(api_conn),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "receiver:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            }
+        )
+
     # ------------------------------------------------------------------------------- CLI
 
     def cli(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -34,7 +34,6 @@ DAGS = Path(__file__).resolve().parent / "dags_events"
 POLL_SYNC_ID = "0f8b6c1e-5d2a-4c3b-9e7f-1a2b3c4d5e6f"
 WEBHOOK_SYNC_ID = "7c9d0e1f-2a3b-4c5d-8e6f-a1b2c3d4e5f6"
 SECRET = "e2e-webhook-secret"
-PLUGIN_SHIM = "from airflow_provider_polytomic.webhook.plugin import PolytomicWebhookPlugin  # noqa: F401\n"
 
 
 def _rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -87,32 +86,13 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePolytomic]:
 
 
 def test_completed_syncs_start_asset_scheduled_dags(tmp_path: Path, fake: FakePolytomic) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "polytomic_webhook_plugin.py").write_text(PLUGIN_SHIM)
-    passwords = tmp_path / "passwords.json"
-    passwords.write_text(json.dumps({"receiver": "receiver-password"}))
     home = AirflowHome(tmp_path / "airflow", dags_folder=DAGS)
-    api_conn = {
-        "conn_type": "http",
-        "host": f"http://127.0.0.1:{home.api_port}",
-        "login": "receiver",
-        "password": "receiver-password",
-    }
-    home.env.update(
+    home.enable_webhook_receiver(
         {
-            "AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(
-                {
-                    "conn_type": "polytomic",
-                    "host": fake.url,
-                    "password": fake.api_key,
-                    "extra": {"max_retries": 3, "webhook_secret": SECRET},
-                }
-            ),
-            "AIRFLOW_CONN_POLYTOMIC_AIRFLOW_API": json.dumps(api_conn),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "receiver:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "conn_type": "polytomic",
+            "host": fake.url,
+            "password": fake.api_key,
+            "extra": {"max_retries": 3, "webhook_secret": SECRET},
         }
     )
     home.migrate()
