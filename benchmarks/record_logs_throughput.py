@@ -279,7 +279,8 @@ def run_format(args: argparse.Namespace, fmt: str, curl: str) -> bool:
                 times: dict[str, float] = {}
                 cpus: dict[str, float] = {}
                 for step in steps:
-                    _prepare_pages(args, workdir, total_bytes)
+                    if step != "null":  # /dev/null needs no page-cache pages
+                        _prepare_pages(args, workdir, total_bytes)
                     if step == "operator":
                         times[step], cpus[step], growth, peak_reset, xcom = _operator(
                             fake, sync_id, execution_id, dest, args.concurrency
