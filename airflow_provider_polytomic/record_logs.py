@@ -145,9 +145,9 @@ LOCAL_WRITE_SIZE = 128 * 1024
 """Local files are written in slices of this size, not one write per 1 MiB chunk. A 1 MiB
 write makes the kernel fill the page cache with large folios, which costs several times the
 CPU when the free memory behind them has been handed back to a VM's host (free page
-reporting, as on this project's CI VM): writing 1 GiB there cost 1.13 ms of CPU per MiB in
-1 MiB writes against 0.48 ms in 128 KiB writes (0.28 and 0.32 ms into pages freed a moment
-earlier). curl writes 16 KiB at a time and never pays it."""
+reporting, as on this project's CI VM): writing 1 GiB there cost 1.54 ms of CPU per MiB in
+1 MiB writes against 0.64 ms in 128 KiB writes (0.29 and 0.31 ms into pages freed a moment
+earlier; ``benchmarks/record_counting.py``). curl writes 16 KiB at a time and never pays it."""
 _MAX_REDIRECTS = 10
 _REFRESH_STATUSES = frozenset({403, 404, 410})
 _PARTIAL_RE = re.compile(r"\.partial-[0-9a-f]{32}$")

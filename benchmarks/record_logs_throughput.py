@@ -136,12 +136,11 @@ def _prepare_pages(args: argparse.Namespace, workdir: Path, size: int) -> None:
 
     On VMs with free page reporting (virtio-balloon; this machine's kernel logs "Free page
     reporting enabled") pages free for about 2 s are handed back to the host, and the next
-    write into them pays a host fault per page: writing 1 GiB into such pages costs about 2.5x
-    the CPU of writing into pages freed a moment ago (measured here: 981 vs 3617 MiB/s for
-    the same 1 GiB written twice from Python). Left alone, that cost lands on whichever side
-    happens to run after a pause. ``recycled`` (default) writes and deletes a scratch file of
-    the same size right before each step, so both sides write into just-freed pages;
-    ``cold`` waits until freed pages have been reported, so both sides pay the host faults.
+    write into them pays a host fault per page, the more so the larger the ``write()``
+    (``record_counting.py --part writes`` measures it). Left alone, that cost lands on
+    whichever side happens to run after a pause. ``recycled`` (default) writes and deletes a
+    scratch file of the same size right before each step, so both sides write into just-freed
+    pages; ``cold`` waits until freed pages have been reported, so both write into those.
     """
     if args.pages == "cold":
         time.sleep(5)
