@@ -10,7 +10,7 @@ UV ?= $(shell command -v uv 2>/dev/null)
 
 .PHONY: install test lint demo bench clean
 
-$(VENV)/.installed: pyproject.toml setup.py airflow_provider_polytomic/_record_scan.c
+$(VENV)/.installed: pyproject.toml
 	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet uv; fi
 	uv venv --quiet --allow-existing --python "$(PYTHON)" $(VENV)
 	uv pip install --quiet --python $(PY) -e ".[test]"

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 from airflow_provider_polytomic.client import Call, data_of
 from airflow_provider_polytomic.models import (
     BulkExecution,
     Event,
     Execution,
+    ExecutionLogsIndex,
     ExecutionLogUrls,
     Identity,
     StartedExecution,
@@ -271,6 +272,41 @@ def get_execution_log_urls(
     else:
         path = f"{base}/logs"
     return Call("GET", path, lambda b: ExecutionLogUrls.model_validate(data_of(b) or {}))
+
+
+def get_execution_logs_index(sync_id: str, execution_id: str) -> Call[ExecutionLogsIndex]:
+    """A model sync execution's logs index: per log type, a record count and the endpoint of
+    its signed URLs (``GET /api/syncs/{sync_id}/executions/{id}/logs``; bulk syncs have none,
+    their ``.../logs`` is :func:`get_execution_log_urls`)."""
+    return Call(
+        "GET",
+        f"{_sync_base('model', sync_id)}/executions/{_seg(execution_id, 'execution_id')}/logs",
+        lambda b: ExecutionLogsIndex.model_validate(data_of(b) or {}),
+    )
+
+
+def get_log_urls_at(endpoint: str, base_url: str) -> Call[ExecutionLogUrls]:
+    """The signed URLs behind an endpoint the logs index names (:attr:`LogsIndexEntry.url`).
+
+    ``endpoint`` may be absolute or a path; it is resolved against ``base_url`` and must stay
+    under ``base_url``'s ``/api/``, because the request carries the API key.
+
+    :raises ValueError: the endpoint is anywhere else.
+    """
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise ValueError(f"endpoint must be a non-empty string, got {endpoint!r}")
+    resolved = urlsplit(urljoin(base_url.rstrip("/") + "/", endpoint.strip()))
+    base = urlsplit(base_url)
+    api_root = base.path.rstrip("/") + "/api/"
+    if (resolved.scheme, resolved.netloc.lower()) != (base.scheme, base.netloc.lower()) or not (
+        resolved.path.startswith(api_root)
+    ):
+        raise ValueError("endpoint is not on the Polytomic API (the API key is only sent there)")
+    params = dict(parse_qsl(resolved.query, keep_blank_values=True))
+    path = resolved.path[len(base.path.rstrip("/")) :]
+    return Call(
+        "GET", path, lambda b: ExecutionLogUrls.model_validate(data_of(b) or {}), params=params or None
+    )
 
 
 # ------------------------------------------------------------------------ events pager

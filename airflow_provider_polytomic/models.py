@@ -198,6 +198,9 @@ class SyncCompletedPayload(SyncEventPayload):
     updated_records: list[str] | None = None
     deleted_records: list[str] | None = None
     errored_records: list[str] | None = None
+    logs_url: str | None = None
+    """Where the execution's logs index is (:class:`ExecutionLogsIndex`); the SDK documents it
+    as an endpoint, not whether it is absolute or a path."""
 
 
 class SyncCompletedWithErrorsPayload(SyncEventPayload):
@@ -387,6 +390,44 @@ class ExecutionLogUrls(_Wire):
     expires: datetime | None = Field(default=None, validation_alias=AliasChoices("expires", "Expires"))
 
 
+class LogsIndexEntry(_Wire):
+    """One log type in :class:`ExecutionLogsIndex`.
+
+    :ivar count: records Polytomic reports for this log type across all its files.
+    :ivar url: the endpoint returning this log type's signed URLs (an
+        :class:`ExecutionLogUrls` envelope), per the official SDK. Whether it is absolute or a
+        path is not documented.
+    """
+
+    count: int | None = None
+    url: str | None = None
+
+
+class ExecutionLogsIndex(_Wire):
+    """``GET /api/syncs/{sync_id}/executions/{id}/logs`` (model syncs): per log type, its
+    record count and the endpoint of its signed URLs. A type Polytomic leaves out is None;
+    unknown types are kept as extra fields.
+
+    Example::
+
+        index = ExecutionLogsIndex.model_validate({"inserts": {"count": 80, "url": "/api/..."}})
+        index.entry("inserts").count  # 80
+        index.entry("deletes")  # None
+    """
+
+    records: LogsIndexEntry | None = None
+    errors: LogsIndexEntry | None = None
+    warnings: LogsIndexEntry | None = None
+    inserts: LogsIndexEntry | None = None
+    updates: LogsIndexEntry | None = None
+    deletes: LogsIndexEntry | None = None
+
+    def entry(self, log_type: str) -> LogsIndexEntry | None:
+        """The entry of ``log_type`` (``records``, ``inserts``, ...), or None when absent."""
+        value = getattr(self, log_type, None) if log_type in type(self).model_fields else None
+        return value if isinstance(value, LogsIndexEntry) else None
+
+
 # --------------------------------------------------------------------------- webhooks
 
 
@@ -423,7 +464,9 @@ __all__ = [
     "Execution",
     "ExecutionCounts",
     "ExecutionLogUrls",
+    "ExecutionLogsIndex",
     "Identity",
+    "LogsIndexEntry",
     "Outcome",
     "StartedExecution",
     "SyncCompletedPayload",

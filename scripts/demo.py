@@ -127,12 +127,9 @@ def _report(home: AirflowHome, run_id: str | None, returncode: int, output: str,
     downloaded = home.xcom(DAG_ID, run_id, "download_record_logs") or {}
     if downloaded:
         _say()
-        _say(f"Record logs downloaded ({downloaded.get('counts')}):")
+        _say(f"Record logs downloaded (Polytomic's counts: {downloaded.get('counts')}):")
         for entry in downloaded.get("files", []):
-            _say(
-                f"  {entry['record_type']:<9} {entry['records']!s:>5} record(s) {entry['bytes']:>7} bytes  "
-                f"{_local_path(entry['uri'])}"
-            )
+            _say(f"  {entry['record_type']:<9} {entry['bytes']:>7} bytes  {_local_path(entry['uri'])}")
     report = home.xcom(DAG_ID, run_id, "report_counts") or {}
     if report:
         _say(f"Counted back through ObjectStoragePath: {report.get('counted')}")

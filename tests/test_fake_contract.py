@@ -38,6 +38,7 @@ from polytomic.types import (
     ListBulkSyncExecutionsEnvelope,
     ListBulkSyncExecutionsStatusEnvelope,
     ListExecutionResponseEnvelope,
+    LogsIndexResponseEnvelope,
     StartSyncResponseEnvelope,
     SyncStatusEnvelope,
     WebhookEnvelope,
@@ -82,6 +83,7 @@ REQUIRED_PAYLOAD_FIELDS: dict[str, set[str]] = {
         "updated_records",
         "deleted_records",
         "errored_records",
+        "logs_url",
     },
     "sync.completed_with_errors": {
         "execution_id",
@@ -271,6 +273,11 @@ def test_model_sync_endpoints(world: tuple[FakePolytomic, Client, dict[str, str]
             call("GET", f"/api/syncs/{model}/executions/{ids['model_start']}/{log_type}"),
         )
         assert logs.data.expires is not None and logs.data.urls is not None
+    index = check(
+        LogsIndexResponseEnvelope, call("GET", f"/api/syncs/{model}/executions/{ids['model_start']}/logs")
+    ).data
+    assert index is not None and index.inserts is not None and index.inserts.count == 1
+    assert index.inserts.url == f"{fake.url}/api/syncs/{model}/executions/{ids['model_start']}/inserts"
     other = fake.add_sync("another")
     started = check(StartSyncResponseEnvelope, call("POST", f"/api/syncs/{other}/executions", json={}))
     assert started.data.status == "created" and started.data.id

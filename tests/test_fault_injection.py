@@ -683,8 +683,10 @@ class RecordLogSchedule:
     expired_event: bool
     expire_links: bool
     truncate: int
+    corrupt_gzip: int
     faults: FaultPlan
     rerun: bool
+    count: bool
 
 
 record_log_schedules = st.builds(
@@ -697,8 +699,10 @@ record_log_schedules = st.builds(
     expired_event=st.booleans(),
     expire_links=st.booleans(),
     truncate=st.sampled_from([0, 0, 1, 2, 8]),
+    corrupt_gzip=st.sampled_from([0, 0, 1, 8]),
     faults=fault_plans.map(lambda f: replace(f, burst_at=0.0)),
     rerun=st.booleans(),
+    count=st.booleans(),
 )
 
 
@@ -742,6 +746,7 @@ def record_log_example(schedule: RecordLogSchedule, root: Path) -> None:
         fake.faults.newest_first = schedule.faults.newest_first
         inject(fake, schedule.faults.bursts)
         fake.faults.truncate_record_logs(schedule.truncate)
+        fake.faults.corrupt_gzip_record_logs(schedule.corrupt_gzip)
         destination = root / "out"
         for attempt in range(2 if schedule.rerun else 1):
             op = PolytomicDownloadRecordLogsOperator(
@@ -749,7 +754,9 @@ def record_log_example(schedule: RecordLogSchedule, root: Path) -> None:
                 sync_id=sync_id,
                 execution_id=execution_id,
                 destination=str(destination),
-                strict=True,
+                # Without counting, integrity rests on Content-Length and gzip checks alone.
+                count_records=schedule.count,
+                strict=schedule.count,
             )
             xcom: Any = None
             error: BaseException | None = None
@@ -776,7 +783,11 @@ def record_log_example(schedule: RecordLogSchedule, root: Path) -> None:
             for rtype in ("inserted", "updated"):
                 got = [r for p in finals if p.parent.name == rtype for r in _parse_records(p.read_bytes())]
                 assert got == records[rtype], (rtype, got)
-            assert sum(f["records"] for f in xcom["files"]) == schedule.inserted + schedule.updated
+            if schedule.count:
+                assert xcom["counted"] == xcom["counts"], xcom
+                assert sum(f["records"] for f in xcom["files"]) == schedule.inserted + schedule.updated
+            else:
+                assert "counted" not in xcom and all(f["records"] is None for f in xcom["files"]), xcom
         # The API key never went to the storage origin.
         assert all("authorization" not in r.headers for r in fake.storage_requests)
 

@@ -370,7 +370,7 @@ def _carries_key(headers: dict[str, str], key: str) -> bool:
 
 def _download(fake: FakePolytomic, links: list[str], dest: Path) -> Any:
     hook = PolytomicHook()
-    downloader = RecordLogDownloader(hook, str(dest))
+    downloader = RecordLogDownloader(hook, str(dest), count_records=True)
     link_set = LinkSet({"inserted": links}, {"inserted": None}, "event")
     return downloader.download("s", "x", ("inserted",), links=link_set)
 

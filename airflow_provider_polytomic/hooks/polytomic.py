@@ -16,6 +16,7 @@ from airflow_provider_polytomic.models import (
     BulkExecution,
     Event,
     Execution,
+    ExecutionLogsIndex,
     ExecutionLogUrls,
     Identity,
     StartedExecution,
@@ -379,3 +380,26 @@ class PolytomicHook(BaseHook):
         return self.run(
             api.get_execution_log_urls(sync_id, execution_id, log_type, kind=api.check_kind(sync_kind))
         )
+
+    def get_execution_logs_index(self, sync_id: str, execution_id: str) -> ExecutionLogsIndex:
+        """A model sync execution's logs index: per log type (``records``, ``errors``,
+        ``warnings``, ``inserts``, ``updates``, ``deletes``) the record count Polytomic reports
+        and the endpoint of its signed URLs. Types Polytomic leaves out are None.
+
+        Example::
+
+            index = hook.get_execution_logs_index(sync_id, execution_id)
+            inserts = index.entry("inserts")
+            if inserts is not None and inserts.url:
+                urls = hook.get_log_urls_at(inserts.url).urls
+        """
+        return self.run(api.get_execution_logs_index(sync_id, execution_id))
+
+    def get_log_urls_at(self, endpoint: str) -> ExecutionLogUrls:
+        """The signed URLs behind an endpoint named by the logs index (absolute, or a path on
+        this connection's API).
+
+        :raises ValueError: the endpoint is not under the connection's ``/api/``: the API key
+            is never sent anywhere else.
+        """
+        return self.run(api.get_log_urls_at(endpoint, self.config.base_url))

@@ -28,10 +28,11 @@ def _is_templated(value: Any) -> bool:
 class PolytomicDownloadRecordLogsOperator(BaseOperator):
     """Stream the record logs of one Polytomic sync execution into a folder of any storage.
 
-    The links come from the execution's ``sync.completed`` event (or, once the event is gone,
-    from Polytomic's execution log endpoint); every file is streamed, gunzipped, counted and
-    moved into ``<destination>/<record_type>/<name>`` only when complete. See
-    :mod:`airflow_provider_polytomic.record_logs` for the details and the rerun rules.
+    The links and Polytomic's record counts come from the execution's ``sync.completed``
+    event (or, once the event is gone, from the execution's logs index and log endpoints);
+    every file is streamed, gunzipped and moved into ``<destination>/<record_type>/<name>``
+    only when complete. See :mod:`airflow_provider_polytomic.record_logs` for the details and
+    the rerun rules.
 
     Example, after a sensor whose XCom is the finished execution::
 
@@ -42,10 +43,11 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
             destination="s3://aws_default@my-bucket/polytomic/{{ run_id }}/",
         )
 
-    XCom (return value)::
+    XCom (return value); ``counts`` are Polytomic's, ``records`` and ``counted`` are only
+    filled with ``count_records=True``::
 
         {"sync_id": "...", "execution_id": "...",
-         "files": [{"record_type": "inserted", "uri": "s3://...", "bytes": 123, "records": 4}],
+         "files": [{"record_type": "inserted", "uri": "s3://...", "bytes": 123, "records": None}],
          "counts": {"inserted": 4, "updated": 0}}
 
     :param sync_id: the sync (templated).
@@ -58,8 +60,12 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
     :param polytomic_conn_id: the Polytomic Airflow connection.
     :param overwrite: download again files a previous run already completed.
     :param max_concurrency: files downloaded in parallel (1-64).
-    :param strict: fail, instead of warning, when counted records differ from Polytomic's
-        counts (or a file cannot be counted).
+    :param count_records: also count the records of every file while it streams (reads every
+        byte in Python: slower than a plain download) and report them as ``counted`` and per
+        file. It also detects a JSON array that was never closed.
+    :param strict: with ``count_records=True``, fail instead of warning when counted records
+        differ from Polytomic's counts (or a file cannot be counted). Without counting there
+        is nothing to compare, so ``strict=True`` is refused as a parameter error.
     :param sync_kind: ``model`` or ``bulk``.
     :param outlet_asset: ``True`` to declare the destination as an outlet :class:`Asset`
         (the destination must then be a literal, not a template), or an :class:`Asset` to
@@ -79,6 +85,7 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
         polytomic_conn_id: str = PolytomicHook.default_conn_name,
         overwrite: bool = False,
         max_concurrency: int = 4,
+        count_records: bool = False,
         strict: bool = False,
         sync_kind: SyncKind = "model",
         outlet_asset: bool | Asset = False,
@@ -95,9 +102,14 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
         self.record_types = _check_record_types(record_types, sync_kind)
         if not isinstance(polytomic_conn_id, str) or not polytomic_conn_id.strip():
             raise ValueError(f"polytomic_conn_id must be a non-empty string, got {polytomic_conn_id!r}")
-        for name, flag in (("overwrite", overwrite), ("strict", strict)):
+        for name, flag in (("overwrite", overwrite), ("count_records", count_records), ("strict", strict)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name} must be True or False, got {flag!r}")
+        if strict and not count_records:
+            raise ValueError(
+                "strict=True compares counted records with Polytomic's counts, so it needs "
+                "count_records=True (got count_records=False)"
+            )
         if (
             not isinstance(max_concurrency, int)
             or isinstance(max_concurrency, bool)
@@ -118,6 +130,7 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
         self.polytomic_conn_id = polytomic_conn_id
         self.overwrite = overwrite
         self.max_concurrency = max_concurrency
+        self.count_records = count_records
         self.strict = strict
         self.sync_kind = sync_kind
 
@@ -134,6 +147,7 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
             resolve_destination(destination),
             overwrite=self.overwrite,
             max_concurrency=self.max_concurrency,
+            count_records=self.count_records,
         )
         self.log.info(
             "Downloading %s record logs of execution %s (sync %s) to %s",
@@ -145,11 +159,16 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
         result = downloader.download(sync_id, execution_id, self.record_types, sync_kind=self.sync_kind)
         skipped = sum(1 for f in result.files if f.skipped)
         self.log.info(
-            "%d file(s) (%d kept from an earlier run), records: %s",
+            "%d file(s) (%d kept from an earlier run), records reported by Polytomic: %s",
             len(result.files),
             skipped,
-            ", ".join(f"{k}={v}" for k, v in result.counts.items()) or "none",
+            ", ".join(
+                f"{k}={v} ({result.count_sources.get(k, 'not reported')})" for k, v in result.counts.items()
+            )
+            or "none",
         )
+        if result.counted is not None:
+            self.log.info("Records counted: %s", ", ".join(f"{k}={v}" for k, v in result.counted.items()))
         check_counts(result, strict=self.strict)
         return result.to_xcom()
 

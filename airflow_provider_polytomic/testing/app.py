@@ -144,6 +144,10 @@ async def _serve_file(state: PolytomicState, scope: Scope, send: Send, request: 
     answer = state.file_response(parts[2], parts[3], request.query)
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
     body = b"" if request.method == "HEAD" else answer.body
+    gzipped = body[:2] == b"\x1f\x8b" and len(body) > 8
+    if answer.status == 200 and gzipped and state.faults.take_corrupt_gzip():
+        # Flip the first byte of the gzip trailer's CRC-32: the body is whole but fails its check.
+        body = body[:-8] + bytes([body[-8] ^ 0xFF]) + body[-7:]
     if answer.status == 200 and body and state.faults.take_truncate():
         await send({"type": "http.response.start", "status": 200, "headers": raw})
         await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
@@ -545,6 +549,11 @@ def build_api(state: PolytomicState) -> FastAPI:
     @app.post("/api/syncs/{sync_id}/cancel")
     async def cancel_model_sync(sync_id: str) -> JSONResponse:
         return ok(state.api_cancel_sync(sync_id, "model"))
+
+    # Registered before the {log_type} route, which would otherwise answer these paths.
+    @app.get("/api/syncs/{sync_id}/executions/{execution_id}/logs")
+    async def model_logs_index(sync_id: str, execution_id: str) -> JSONResponse:
+        return ok(state.api_logs_index(sync_id, execution_id))
 
     @app.get("/api/syncs/{sync_id}/executions/{execution_id}/{log_type}")
     async def model_log_urls(sync_id: str, execution_id: str, log_type: str) -> JSONResponse:

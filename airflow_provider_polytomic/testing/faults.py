@@ -55,6 +55,7 @@ class Faults:
         self._slow_seconds = 0.0
         self._slow_remaining: int | None = 0
         self._truncate_remaining = 0
+        self._corrupt_gzip_remaining = 0
         self.drop_events: set[str] = set()
         self.drop_next_events = 0
         self.drop_webhook = False
@@ -92,6 +93,12 @@ class Faults:
         with self._lock:
             self._truncate_remaining += max(0, n)
 
+    def corrupt_gzip_record_logs(self, n: int) -> None:
+        """Serve the next ``n`` gzip record-log files whole but with a wrong CRC-32 in their
+        trailer (plain files are not affected)."""
+        with self._lock:
+            self._corrupt_gzip_remaining += max(0, n)
+
     def clear(self) -> None:
         """Turn every knob off and forget pending request faults."""
         with self._lock:
@@ -99,6 +106,7 @@ class Faults:
             self._slow_seconds = 0.0
             self._slow_remaining = 0
             self._truncate_remaining = 0
+            self._corrupt_gzip_remaining = 0
             self.drop_events = set()
             self.drop_next_events = 0
             self.drop_webhook = False
@@ -174,3 +182,11 @@ class Faults:
                 self.drop_webhook_next -= 1
                 return True
             return False
+
+    def take_corrupt_gzip(self) -> bool:
+        """Consume one gzip corruption; True when this gzip file response must fail its CRC check."""
+        with self._lock:
+            if self._corrupt_gzip_remaining <= 0:
+                return False
+            self._corrupt_gzip_remaining -= 1
+            return True

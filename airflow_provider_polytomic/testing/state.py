@@ -205,6 +205,14 @@ class PolytomicState:
         self.faults = Faults()
         self.cancel_delay = 0.0
         """Seconds an execution canceled through the API stays ``canceling`` (0: canceled at once)."""
+        self.logs_index_urls: Literal["absolute", "path", "omitted", "foreign"] = "absolute"
+        """How the logs index's per-type ``url`` and ``sync.completed``'s ``logs_url`` are written.
+        The official SDK only says they name endpoints: ``absolute`` (on the API origin),
+        ``path`` (``/api/...``), ``omitted`` (no url at all) or ``foreign`` (another host, which
+        must never receive the API key)."""
+        self.logs_index_available = True
+        """False: ``GET /api/syncs/{id}/executions/{id}/logs`` answers 404, as a deployment
+        without the logs index would."""
         self.url = ""
         """API origin, ``http://127.0.0.1:PORT`` once started."""
         self.storage_url: str | None = None
@@ -348,6 +356,9 @@ class PolytomicState:
                     warning_count=warnings,
                     warnings=[f"warning {i + 1}" for i in range(warnings)],
                 )
+                logs_url = self._logs_endpoint(sync.id, execution.id, "logs")
+                if logs_url is not None:
+                    payload["logs_url"] = logs_url
                 expired = self.faults.expire_record_links
                 for field_name, record_type in _PAYLOAD_LIST_FIELDS:
                     tokens = execution.logs.get(record_type) or []
@@ -766,6 +777,35 @@ class PolytomicState:
             execution = self._api_execution(sync_id, execution_id)
             tokens = execution.logs.get(log_type, [])
             return {"urls": [self._signed_url(t) for t in tokens], "expires": format_time(self._expires_at())}
+
+    def api_logs_index(self, sync_id: str, execution_id: str) -> dict[str, Any]:
+        """A model execution's logs index: per log type ``{"count", "url"}`` (see
+        :attr:`logs_index_urls` for the url)."""
+        if not self.logs_index_available:
+            raise FakeApiError(404, "not found")
+        with self._lock:
+            self._api_sync(sync_id, "model")
+            execution = self._api_execution(sync_id, execution_id)
+            index: dict[str, Any] = {}
+            for log_type in ("records", "errors", "warnings", "inserts", "updates", "deletes"):
+                count = sum(len(self._files[t].records) for t in execution.logs.get(log_type, []))
+                entry: dict[str, Any] = {"count": count}
+                url = self._logs_endpoint(sync_id, execution_id, log_type)
+                if url is not None:
+                    entry["url"] = url
+                index[log_type] = entry
+            return index
+
+    def _logs_endpoint(self, sync_id: str, execution_id: str, tail: str) -> str | None:
+        path = f"/api/syncs/{sync_id}/executions/{execution_id}/{tail}"
+        style = self.logs_index_urls
+        if style == "omitted":
+            return None
+        if style == "path":
+            return path
+        if style == "foreign":
+            return f"http://logs.invalid{path}"
+        return f"{self.url}{path}"
 
     def api_log_file_url(self, sync_id: str, execution_id: str, log_type: str, filename: str) -> str:
         """Fresh signed URL of one log file by name (with or without extension); 404 when unknown."""
