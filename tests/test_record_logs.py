@@ -332,6 +332,23 @@ def test_counts_the_event_lacks_come_from_the_index_only_when_needed(make_fake: 
     assert _execution_calls(fake, sync_id, execution_id) == ["/logs"]
 
 
+def test_bulk_sync_logs_come_from_its_log_endpoint_and_the_count_from_the_execution(
+    make_fake: Any, tmp_path: Path
+) -> None:
+    fake = make_fake()
+    sync_id = fake.add_sync("warehouse", kind="bulk")
+    execution_id = fake.start_execution(sync_id)
+    fake.complete_execution(sync_id, execution_id, inserted=_records("b", 5), records_per_file=2)
+
+    result = _download(fake, sync_id, execution_id, tmp_path, record_types=("total",), sync_kind="bulk")
+
+    assert result.counts == {"total": 5} and result.count_sources == {"total": "execution"}
+    assert result.link_source == "api" and len(result.files) == 3
+    base = f"/api/bulk/syncs/{sync_id}/executions/{execution_id}"
+    assert [r.path for r in fake.requests if r.path.startswith(base)] == [f"{base}/logs", base]
+    assert not [r for r in fake.requests if r.path.startswith("/api/events")]  # bulk events have no links
+
+
 def test_missing_execution_is_named_clearly_when_the_event_is_gone(make_fake: Any, tmp_path: Path) -> None:
     fake = make_fake()
     sync_id = fake.add_sync("contacts")
@@ -351,16 +368,23 @@ def test_truncated_body_is_retried_and_never_left_at_the_final_path(make_fake: A
     assert json.loads((tmp_path / "inserted" / "inserts-0001.json").read_bytes()) == ins
 
 
-@pytest.mark.parametrize("gzipped", [False, True])
-def test_truncated_body_every_time_fails_clearly(
-    make_fake: Any, tmp_path: Path, gzipped: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fault", "gzipped", "reason"),
+    [
+        ("truncate_record_logs", False, "truncated"),
+        ("truncate_record_logs", True, ""),
+        ("corrupt_gzip_record_logs", True, "gzip check failed"),
+    ],
+)
+def test_a_broken_body_every_time_fails_clearly_and_leaves_nothing(
+    make_fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str, gzipped: bool, reason: str
 ) -> None:
     fake = make_fake(gzip_record_logs=gzipped)
     _connect(fake, monkeypatch, max_retries=1)
     sync_id, execution_id, *_ = _finished(fake, inserted=4, updated=0, per_file=4)
-    fake.faults.truncate_record_logs(10)
+    getattr(fake.faults, fault)(10)
 
-    with pytest.raises(RecordLogError, match="could not be downloaded after 1 retries"):
+    with pytest.raises(RecordLogError, match=f"could not be downloaded after 1 retries: .*{reason}"):
         _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
 
     assert len(fake.storage_requests) == 2
@@ -884,21 +908,6 @@ def test_gzip_with_a_bad_crc_is_fetched_again(make_fake: Any, tmp_path: Path, co
     assert len(fake.storage_requests) == 4  # two refused for their CRC, two whole
     got = [r for f in xcom["files"] for r in json.loads(Path(urlsplit(f["uri"]).path).read_bytes())]
     assert got == ins
-
-
-def test_gzip_with_a_bad_crc_every_time_fails_and_leaves_nothing(
-    make_fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = make_fake(gzip_record_logs=True)
-    _connect(fake, monkeypatch, max_retries=1)
-    sync_id, execution_id, *_ = _finished(fake, inserted=2, updated=0, per_file=2)
-    fake.faults.corrupt_gzip_record_logs(10)
-
-    with pytest.raises(RecordLogError, match="gzip check failed"):
-        _run(fake, sync_id, execution_id, tmp_path, record_types=["inserted"])
-
-    assert len(fake.storage_requests) == 2
-    assert _all_files(tmp_path / "inserted") == []  # no final file, no partial
 
 
 def test_gzip_length_check_and_a_stream_cut_before_its_trailer() -> None:

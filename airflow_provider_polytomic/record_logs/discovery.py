@@ -198,11 +198,12 @@ def discover_links(
                 counts[rtype], count_sources[rtype] = value, "event"
         log.info("Record-log links for execution %s come from its sync.completed event.", execution_id)
     else:
-        log.info(
-            "No sync.completed event for execution %s in the events API (older than 48 h or dropped); "
-            "asking Polytomic's log endpoints for links.",
-            execution_id,
-        )
+        if sync_kind == "model":
+            log.info(
+                "No sync.completed event for execution %s in the events API (older than 48 h or "
+                "dropped); asking Polytomic's log endpoints for links.",
+                execution_id,
+            )
         link_source = "api"
         for rtype in record_types:
             links[rtype], from_index = _api_links(hook, sources, rtype)
