@@ -26,6 +26,8 @@ from airflow_provider_polytomic.models import (
     SyncKind,
     SyncStatus,
     Webhook,
+    WebhookDeliveriesPage,
+    WebhookDelivery,
     parse_events,
 )
 
@@ -141,6 +143,38 @@ def set_webhook_enabled(webhook_id: str, enabled: bool) -> Call[Webhook]:
         f"/api/webhooks/{_seg(webhook_id, 'webhook_id')}/{action}",
         lambda b: Webhook.model_validate(data_of(b)),
     )
+
+
+def list_webhook_deliveries_page(
+    webhook_id: str,
+    *,
+    success: bool | None = None,
+    event_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    page_token: str | None = None,
+) -> Call[WebhookDeliveriesPage]:
+    """One page of ``GET /api/webhooks/{id}/deliveries``: attempts newest first.
+
+    ``start`` includes attempts at or after it, ``end`` those before it; ``success`` keeps
+    only delivered (True) or failed (False) attempts.
+    """
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware, got {value!r}")
+
+    def parse(body: Any) -> WebhookDeliveriesPage:
+        items = data_of(body) or []
+        token = None
+        if isinstance(body, dict) and isinstance(body.get("pagination"), dict):
+            token = body["pagination"].get("next_page_token") or None
+        return WebhookDeliveriesPage(
+            deliveries=[WebhookDelivery.model_validate(d) for d in items if isinstance(d, dict)],
+            next_page_token=token,
+        )
+
+    params = {"success": success, "event_id": event_id, "start": start, "end": end, "page_token": page_token}
+    return Call("GET", f"/api/webhooks/{_seg(webhook_id, 'webhook_id')}/deliveries", parse, params=params)
 
 
 def start_sync(

@@ -72,13 +72,14 @@ class SecretAudit:
     def install_fake_hooks(self) -> None:
         """Register the key of every fake Polytomic and every webhook secret stored in one."""
         try:
+            from airflow_provider_polytomic.testing.backends.webhooks import WebhooksBackend
             from airflow_provider_polytomic.testing.state import PolytomicState
         except Exception:  # pragma: no cover - the provider is not importable
             return
         audit = self
 
-        def wrap(name: str, grab: Any) -> None:
-            original = getattr(PolytomicState, name)
+        def wrap(owner: type, name: str, grab: Any) -> None:
+            original = getattr(owner, name)
 
             def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
                 result = original(self, *args, **kwargs)
@@ -86,18 +87,20 @@ class SecretAudit:
                 return result
 
             wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-            setattr(PolytomicState, name, wrapper)
-            self._undo.append((PolytomicState, name, original))
+            setattr(owner, name, wrapper)
+            self._undo.append((owner, name, original))
 
-        wrap("__init__", lambda state, _a, _k, _r: audit.add(getattr(state, "api_key", None)))
+        wrap(PolytomicState, "__init__", lambda state, _a, _k, _r: audit.add(getattr(state, "api_key", None)))
 
-        def grab_webhook(_state: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
-            for body in (*args, *kwargs.values(), result):
+        def grab_webhook(_backend: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+            # Every webhook, created through the API or directly, goes through the backend.
+            for body in (*args, *kwargs.values()):
                 if isinstance(body, dict):
                     audit.add(body.get("secret"))
+            audit.add(getattr(result, "secret", None))
 
-        wrap("create_webhook", grab_webhook)
-        wrap("update_webhook", grab_webhook)
+        wrap(WebhooksBackend, "create", grab_webhook)
+        wrap(WebhooksBackend, "update", grab_webhook)
 
     def uninstall(self) -> None:
         for owner, name, original in reversed(self._undo):

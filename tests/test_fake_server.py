@@ -290,11 +290,13 @@ def test_model_execution_lifecycle(fake_polytomic: FakePolytomic) -> None:
     assert api(fake, "GET", f"/api/syncs/{sync_id}/executions/{execution_id}/bogus").status_code == 400
     status = api(fake, "GET", f"/api/syncs/{sync_id}/status").json()["data"]
     assert status["current_execution"] is None and status["last_execution"]["id"] == execution_id
-    assert api(fake, "GET", f"/api/syncs/{sync_id}").json()["data"] == {
-        "id": sync_id,
-        "name": "contacts",
-        "active": True,
-    }
+    sync = api(fake, "GET", f"/api/syncs/{sync_id}").json()["data"]
+    assert (sync["id"], sync["name"], sync["active"]) == (sync_id, "contacts", True)
+    model = api(fake, "GET", f"/api/models/{sync['model_ids'][0]}").json()["data"]
+    source = api(fake, "GET", f"/api/connections/{model['connection_id']}").json()["data"]
+    target = api(fake, "GET", f"/api/connections/{sync['target']['connection_id']}").json()["data"]
+    assert (source["type"]["id"], model["configuration"]) == ("snowflake", {"table": "PUBLIC.CONTACTS"})
+    assert (target["type"]["id"], sync["target"]["object"]) == ("salesforce", "Contact")
 
 
 def test_model_outcomes(fake_polytomic: FakePolytomic) -> None:
@@ -359,7 +361,11 @@ def test_bulk_lifecycle(fake_polytomic: FakePolytomic) -> None:
     )
     start = api(fake, "POST", f"/api/bulk/syncs/{sync_id}/executions", json={"fetch_mode": "full"})
     data = start.json()["data"]
-    assert data["status"] == "created" and data["fetch_mode"] == "full" and data["schemas"] == []
+    assert data["status"] == "created" and data["fetch_mode"] == "full"
+    assert [(s["schema"], s["status"]) for s in data["schemas"]] == [
+        ("Account", "created"),
+        ("Contact", "created"),
+    ]
     assert api(fake, "POST", f"/api/bulk/syncs/{sync_id}/executions", json={}).status_code == 409
     event = fake.complete_execution(sync_id, data["id"], inserted=[{"a": 1}], errors=2, error_message="2 bad")
     assert event["type"] == "bulk_sync.completed_with_error"
@@ -371,7 +377,9 @@ def test_bulk_lifecycle(fake_polytomic: FakePolytomic) -> None:
         "source_connection_id",
         "destination_connection_id",
         "trigger_source",
+        "schedule",
     }
+    assert event["event"]["schedule"]["frequency"] == "manual"
     execution = api(fake, "GET", f"/api/bulk/syncs/{sync_id}/executions/{data['id']}").json()["data"]
     assert execution["status"] == "errors" and execution["status_message"] == "2 bad"
     assert execution["record_count"] == 1 and execution["error_count"] == 2
@@ -379,7 +387,14 @@ def test_bulk_lifecycle(fake_polytomic: FakePolytomic) -> None:
     assert set(logs) == {"URLs", "Expires"}
     assert requests.get(logs["URLs"][0], timeout=TIMEOUT).json() == [{"a": 1}]
     statuses = api(fake, "GET", "/api/bulk/syncs/status", params={"sync_id": [sync_id]}).json()["data"]
-    assert statuses == [{"sync_id": sync_id, "status": "errors", "nextExecutionTime": None, "schemas": []}]
+    assert [(s["sync_id"], s["status"], s["nextExecutionTime"]) for s in statuses] == [
+        (sync_id, "errors", None)
+    ]
+    assert [(s["schema"], s["execution_id"], s["status"]) for s in statuses[0]["schemas"]] == [
+        ("Account", data["id"], "completed"),
+        ("Contact", data["id"], "completed"),
+    ]
+    assert sum(s["error_count"] for s in statuses[0]["schemas"]) == 2
     status = api(fake, "GET", f"/api/bulk/syncs/{sync_id}/status").json()["data"]
     assert status["last_execution"]["id"] == data["id"] and status["current_execution"] is None
     second = fake.start_execution(sync_id)
@@ -712,7 +727,7 @@ def test_webhook_delivery_with_retries(fake_polytomic: FakePolytomic) -> None:
 
 def test_webhook_gives_up_after_five_retries(fake_polytomic: FakePolytomic) -> None:
     fake = fake_polytomic
-    fake._dispatcher.base_delay = 0.001
+    fake.webhook_retry_base_delay = 0.001
     api(fake, "POST", "/api/webhooks", json={"endpoint": "http://127.0.0.1:9/none", "secret": "secret-123"})
     fake.add_event("sync.running", {})
     assert fake.wait_for_deliveries(TIMEOUT)

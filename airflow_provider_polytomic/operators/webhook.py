@@ -19,9 +19,13 @@ def ensure_receiver_webhook(endpoint: str, polytomic_conn_id: str = "polytomic_d
 
     The secret is the ``webhook_secret`` extra of the ``polytomic`` connection - the same
     one the receiver verifies with - so the two cannot drift apart. Idempotent (see
-    :meth:`PolytomicHook.ensure_webhook`).
+    :meth:`PolytomicHook.reconcile_webhook`). A webhook found disabled (Polytomic disables
+    one after repeated failed deliveries) is re-enabled with a warning saying why it was off.
 
-    :return: ``{"webhook_id", "endpoint", "disabled"}`` - never the secret.
+    :return: ``{"webhook_id", "endpoint", "disabled", "created", "updated", "reenabled",
+        "outage"}`` - never the secret. ``outage`` is None, or, for a webhook that was
+        disabled, ``{"disabled_at", "reason", "failed_deliveries_24h", "failed_deliveries"}``
+        with the newest failed attempts (event id and type, time, status code, error).
     :raises ValueError: on a non-http(s) endpoint, or a missing or out-of-bounds secret.
     """
     from airflow_provider_polytomic.webhook.receiver import webhook_secret_for
@@ -40,8 +44,30 @@ def ensure_receiver_webhook(endpoint: str, polytomic_conn_id: str = "polytomic_d
             f"Connection {polytomic_conn_id!r}: 'webhook_secret' must be {SECRET_MIN_LEN}-{SECRET_MAX_LEN} "
             f"characters (Polytomic's limit), it has {len(secret)}."
         )
-    webhook = PolytomicHook(polytomic_conn_id).ensure_webhook(endpoint, secret)
-    return {"webhook_id": webhook.id, "endpoint": webhook.endpoint, "disabled": bool(webhook.disabled)}
+    result = PolytomicHook(polytomic_conn_id).reconcile_webhook(endpoint, secret)
+    webhook, outage = result.webhook, result.outage
+    report = None
+    if outage is not None:
+        report = {
+            "disabled_at": outage.disabled_at.isoformat() if outage.disabled_at else None,
+            "reason": outage.reason,
+            "failed_deliveries_24h": outage.failed_total,
+            "failed_deliveries": [
+                d.model_dump(
+                    mode="json", include={"event_id", "event_type", "attempted_at", "status_code", "error"}
+                )
+                for d in outage.failed_deliveries or []
+            ],
+        }
+    return {
+        "webhook_id": webhook.id,
+        "endpoint": webhook.endpoint,
+        "disabled": bool(webhook.disabled),
+        "created": result.created,
+        "updated": result.updated,
+        "reenabled": result.reenabled,
+        "outage": report,
+    }
 
 
 class PolytomicEnsureWebhookOperator(BaseOperator):
@@ -53,7 +79,10 @@ class PolytomicEnsureWebhookOperator(BaseOperator):
 
     :param endpoint: the receiver's public URL, e.g. ``https://airflow.example.com/polytomic/events``.
     :param polytomic_conn_id: the ``polytomic`` connection (API key and ``webhook_secret``).
-    :return: (XCom) ``{"webhook_id": ..., "endpoint": ..., "disabled": False}``.
+    :return: (XCom) what :func:`ensure_receiver_webhook` returns: ``webhook_id``,
+        ``endpoint``, ``disabled``, whether it was ``created``, ``updated`` or ``reenabled``,
+        and, for a webhook that was disabled, the ``outage`` (when, why, failed deliveries of
+        the last 24 hours).
     """
 
     template_fields: Sequence[str] = ("endpoint",)
@@ -70,6 +99,16 @@ class PolytomicEnsureWebhookOperator(BaseOperator):
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
         self.log.info("Polytomic webhook %s delivers to %s", result["webhook_id"], result["endpoint"])
+        if result["outage"] is not None:
+            outage = result["outage"]
+            self.log.warning(
+                "Polytomic webhook %s had been disabled (since %s, reason: %s; %s failed deliveries in "
+                "the last 24 hours); it is enabled again.",
+                result["webhook_id"],
+                outage["disabled_at"] or "unknown time",
+                outage["reason"] or "none given",
+                "unknown" if outage["failed_deliveries_24h"] is None else outage["failed_deliveries_24h"],
+            )
         return result
 
 

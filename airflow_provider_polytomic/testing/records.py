@@ -12,6 +12,7 @@ __all__ = [
     "EVENT_TYPES",
     "MODEL_EVENT_TYPES",
     "MODEL_LOG_TYPES",
+    "RESPONSE_BODY_LIMIT",
     "TERMINAL_STATUSES",
     "Delivery",
     "FakeApiError",
@@ -49,6 +50,10 @@ MODEL_LOG_TYPES: tuple[str, ...] = ("records", "errors", "warnings", "inserts", 
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled", "interrupted", "errors"})
 """Execution statuses after which a new execution may be started."""
+
+RESPONSE_BODY_LIMIT = 1024
+"""How much of a webhook endpoint's answer a delivery record keeps (Polytomic's limit is not
+documented)."""
 
 
 def format_time(dt: datetime | None) -> str | None:
@@ -109,6 +114,21 @@ class Delivery:
     """``Polytomic-Signature`` header value sent."""
     time: datetime
     """When the attempt finished, per the fake clock."""
+    webhook_id: str = ""
+    """The webhook the attempt was made for."""
+    id: str = ""
+    """The attempt's id in ``GET /api/webhooks/{id}/deliveries``."""
+    attempted_at: datetime | None = None
+    """When the attempt started, per the fake clock (``time`` is when it finished)."""
+    duration_ms: int = 0
+    """How long the endpoint took to answer (or to fail), in milliseconds of real time."""
+    response_body: str = ""
+    """The start of what the endpoint answered (at most :data:`RESPONSE_BODY_LIMIT` characters)."""
+    error_kind: str | None = None
+    """Why the attempt failed: ``http_status`` (non-2xx answer), ``timeout`` or ``connection``;
+    None on success. Polytomic does not document its own values."""
+    seq: int = 0
+    """Order of the attempt among all attempts of the fake (breaks ties of equal times)."""
 
     @property
     def ok(self) -> bool:

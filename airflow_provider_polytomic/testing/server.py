@@ -16,7 +16,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .app import TRANSPORT_SCOPE_KEY, ApiOrigin, Scope, StorageOrigin, build_api
 from .clock import FakeClock
 from .state import PolytomicState
-from .webhooks import WebhookDispatcher
 
 __all__ = ["FakePolytomic"]
 
@@ -132,6 +131,14 @@ class FakePolytomic(PolytomicState):
         error_shape: ``api_error`` (``{"status","key","message","metadata"}``) or ``legacy``
             (``{"code","error","status","context"}``).
         api_version: ``X-Polytomic-Version`` answered when the request sends none.
+        webhook_disable_after: disable the webhook after this many consecutive events whose
+            every delivery attempt failed, with ``disabled_at`` and ``disabled_reason`` set
+            (None, the default: never). Polytomic disables failing webhooks without
+            documenting when; this is the knob for that assumption.
+
+    Connections, models and syncs are declared with :meth:`add_connection`,
+    :meth:`add_model` and :meth:`add_sync`; behaviour knobs are attributes (``cancel_delay``,
+    ``logs_index_urls``, ``webhook_disable_after``, ...) and fault knobs live in :attr:`faults`.
     """
 
     def __init__(
@@ -150,6 +157,7 @@ class FakePolytomic(PolytomicState):
         webhook_retry_base_delay: float = 0.05,
         error_shape: Literal["api_error", "legacy"] = "api_error",
         api_version: str = "2025-09-18",
+        webhook_disable_after: int | None = None,
     ) -> None:
         """Configure the fake; nothing listens until :meth:`start`."""
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -166,6 +174,7 @@ class FakePolytomic(PolytomicState):
             webhook_retry_base_delay=webhook_retry_base_delay,
             error_shape=error_shape,
             api_version=api_version,
+            webhook_disable_after=webhook_disable_after,
         )
         self.host = "127.0.0.1" if host == "localhost" else host
         self.port = port
@@ -182,10 +191,7 @@ class FakePolytomic(PolytomicState):
         if self._api_origin is not None:
             return self
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-        if self._dispatcher.stopped:  # restarted after stop(): webhook deliveries need a fresh worker
-            self._dispatcher = WebhookDispatcher(
-                self.webhook_deliveries, self.clock.now, base_delay=self._dispatcher.base_delay
-            )
+        self.backends.webhooks.restart_dispatcher()  # after stop(), deliveries need a fresh worker
         api = _Origin(ApiOrigin(self, build_api(self)), self.host, self.port, "fake-polytomic-api")
         api.start()
         self._api_origin = api
@@ -204,8 +210,8 @@ class FakePolytomic(PolytomicState):
 
     def stop(self) -> None:
         """Stop the servers, pending timers and the webhook worker."""
-        self._cancel_timers()
-        self._dispatcher.stop()
+        self.org.cancel_timers()
+        self.backends.webhooks.dispatcher.stop()
         for origin in (self._storage, self._api_origin):
             if origin is not None:
                 origin.stop()
