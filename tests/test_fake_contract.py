@@ -20,16 +20,6 @@ from polytomic.types import (
     CancelBulkSyncResponseEnvelope,
     CancelSyncExecutionResponseEnvelope,
     CancelSyncResponseEnvelope,
-    EventingBulkSyncCanceledEvent,
-    EventingBulkSyncCompletedEvent,
-    EventingBulkSyncCompletedWithErrorEvent,
-    EventingBulkSyncFailedEvent,
-    EventingBulkSyncRunningEvent,
-    EventingSyncCanceledEvent,
-    EventingSyncCompletedEvent,
-    EventingSyncCompletedWithErrorsEvent,
-    EventingSyncFailedEvent,
-    EventingSyncRunningEvent,
     EventsEnvelope,
     EventTypesEnvelope,
     ExecutionLogsResponseEnvelope,
@@ -46,19 +36,7 @@ from polytomic.types import (
 )
 
 from airflow_provider_polytomic.testing import EVENT_TYPES, FakePolytomic
-
-PAYLOAD_MODELS: dict[str, type[pydantic.BaseModel]] = {
-    "sync.running": EventingSyncRunningEvent,
-    "sync.completed": EventingSyncCompletedEvent,
-    "sync.completed_with_errors": EventingSyncCompletedWithErrorsEvent,
-    "sync.failed": EventingSyncFailedEvent,
-    "sync.canceled": EventingSyncCanceledEvent,
-    "bulk_sync.running": EventingBulkSyncRunningEvent,
-    "bulk_sync.completed": EventingBulkSyncCompletedEvent,
-    "bulk_sync.completed_with_error": EventingBulkSyncCompletedWithErrorEvent,
-    "bulk_sync.failed": EventingBulkSyncFailedEvent,
-    "bulk_sync.canceled": EventingBulkSyncCanceledEvent,
-}
+from tests.webhook_endpoint import PAYLOAD_MODELS
 
 # Fields each payload must carry (reference §4); the SDK models make everything optional.
 REQUIRED_PAYLOAD_FIELDS: dict[str, set[str]] = {

@@ -13,45 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import polytomic
 import pydantic
 import pytest
 from polytomic.core.api_error import ApiError as SdkApiError
-from polytomic.types import (
-    EventingBulkSyncCanceledEvent,
-    EventingBulkSyncCompletedEvent,
-    EventingBulkSyncCompletedWithErrorEvent,
-    EventingBulkSyncFailedEvent,
-    EventingBulkSyncRunningEvent,
-    EventingSyncCanceledEvent,
-    EventingSyncCompletedEvent,
-    EventingSyncCompletedWithErrorsEvent,
-    EventingSyncFailedEvent,
-    EventingSyncRunningEvent,
-)
 
 from airflow_provider_polytomic.testing import FakePolytomic
 from airflow_provider_polytomic.testing.routers import ROUTERS, build_api
-
-PAYLOAD_MODELS: dict[str, type[pydantic.BaseModel]] = {
-    "sync.running": EventingSyncRunningEvent,
-    "sync.completed": EventingSyncCompletedEvent,
-    "sync.completed_with_errors": EventingSyncCompletedWithErrorsEvent,
-    "sync.failed": EventingSyncFailedEvent,
-    "sync.canceled": EventingSyncCanceledEvent,
-    "bulk_sync.running": EventingBulkSyncRunningEvent,
-    "bulk_sync.completed": EventingBulkSyncCompletedEvent,
-    "bulk_sync.completed_with_error": EventingBulkSyncCompletedWithErrorEvent,
-    "bulk_sync.failed": EventingBulkSyncFailedEvent,
-    "bulk_sync.canceled": EventingBulkSyncCanceledEvent,
-}
+from tests.webhook_endpoint import PAYLOAD_MODELS, Endpoint
 
 # SDK model fields no response fills, and why that is right. Keyed "ModelClass.field".
 ALLOWED_EMPTY: dict[str, str] = {
@@ -108,34 +82,6 @@ ALLOWED_EMPTY: dict[str, str] = {
 
 
 # ----------------------------------------------------------------------------- the world
-
-
-class Endpoint:
-    """A webhook endpoint whose answer can be switched between 200 and 500."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                body = b"ok" if endpoint.status == 200 else b"upstream exploded"
-                self.send_response(endpoint.status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @dataclass
@@ -196,7 +142,7 @@ def build_world(fake: FakePolytomic, endpoint: Endpoint) -> World:
     w.times["first"] = datetime.now(timezone.utc) - timedelta(seconds=1)
     ids["delivered_event"] = fake.add_event("sync.running", {"sync_id": model})["id"]
     assert fake.wait_for_deliveries(10)
-    endpoint.status = 500
+    endpoint.default = 500
     ids["failed_event"] = fake.add_event("sync.running", {"sync_id": model})["id"]
     assert fake.wait_for_deliveries(10)
     assert fake.get_webhook(ids["webhook"])["disabled"] is True

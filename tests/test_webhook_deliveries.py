@@ -6,10 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,48 +16,10 @@ import requests
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.operators.webhook import PolytomicEnsureWebhookOperator
 from airflow_provider_polytomic.testing import FakePolytomic
+from tests.webhook_endpoint import Endpoint
 
 TIMEOUT = 10
 SECRET = "delivery-secret-1"
-
-
-class Endpoint:
-    """A webhook endpoint answering queued statuses (then ``default``), counting every POST."""
-
-    def __init__(self, statuses: list[int] | None = None, default: int = 200) -> None:
-        self.statuses = list(statuses or [])
-        self.default = default
-        self.hits = 0
-        self.cond = threading.Condition()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with endpoint.cond:
-                    status = endpoint.statuses.pop(0) if endpoint.statuses else endpoint.default
-                    endpoint.hits += 1
-                    endpoint.cond.notify_all()
-                body = f"answer {status}".encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def wait_hits(self, n: int) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: self.hits >= n, TIMEOUT)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

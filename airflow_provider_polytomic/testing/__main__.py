@@ -6,7 +6,8 @@ on stdout, e.g.::
     {"url": "http://127.0.0.1:8900", "api_key": "...", "organization_id": "...", "syncs": {"name": "id"}}
 
 Scripts in another process drive it through the unauthenticated ``/_fake/*`` routes:
-``POST /_fake/syncs`` ``{"name", "kind"}`` -> ``{"id"}``;
+``POST /_fake/connections`` ``{"type", ...}``, ``POST /_fake/models`` ``{"connection", ...}`` and
+``POST /_fake/syncs`` ``{"name", "kind", "source", "models", "target", ...}`` -> ``{"id"}``;
 ``POST /_fake/syncs/{sync_id}/executions`` ``{"status"?}`` -> ``{"id"}``;
 ``POST /_fake/syncs/{sync_id}/run`` ``{"outcome", "after", ...}`` -> ``{"id"}``;
 ``POST /_fake/syncs/{sync_id}/executions/{execution_id}/complete|fail|cancel|status`` with the
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--storage-origin", action="store_true", help="serve record logs from a second port")
     serve.add_argument("--gzip-record-logs", action="store_true", help="gzip record-log files")
+    serve.add_argument(
+        "--webhook-disable-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="disable the webhook after N consecutive events whose every delivery failed",
+    )
     return parser
 
 
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         storage_origin=args.storage_origin,
         gzip_record_logs=args.gzip_record_logs,
+        webhook_disable_after=args.webhook_disable_after,
     )
     syncs: dict[str, str] = {}
     for name in args.sync:

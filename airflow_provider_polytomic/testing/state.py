@@ -18,6 +18,7 @@ from .backends.events import EVENT_RETENTION
 from .backends.executions import EXECUTIONS_PAGE_SIZE
 from .backends.idempotency import IDEMPOTENCY_RETENTION
 from .backends.record_logs import FileResponse
+from .backends.syncs import SyncSpec
 from .backends.wiring import Backends, build_backends
 from .clock import FakeClock
 from .faults import Faults
@@ -243,19 +244,8 @@ class PolytomicState(LegacyStateMethods):
             sync_id = fake.add_sync("users to hubspot", models=[users], target=crm,
                                     target_object="contacts", schedule="hourly")
         """
-        return self.backends.syncs.add(
-            name,
-            kind=kind,
-            sync_id=sync_id,
-            source=source,
-            models=models,
-            target=target,
-            target_object=target_object,
-            schemas=schemas,
-            schedule=schedule,
-            mode=mode,
-            active=active,
-        )
+        spec = SyncSpec(name, kind, source, models, target, target_object, schemas, schedule, mode, active)
+        return self.backends.syncs.add(spec, sync_id=sync_id)
 
     def syncs(self) -> dict[str, str]:
         """Return ``{sync name: sync id}`` for every sync (last one wins on duplicate names)."""

@@ -22,6 +22,7 @@ __all__ = [
     "BulkSchema",
     "FieldMapping",
     "Sync",
+    "SyncSpec",
     "SyncsBackend",
     "next_execution_time",
 ]
@@ -74,6 +75,22 @@ class BulkSchema:
     fields: tuple[str, ...]
     tracking_field: str | None
     enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SyncSpec:
+    """What a sync reads and writes, as :meth:`PolytomicState.add_sync` is asked for it."""
+
+    name: str = "sync"
+    kind: SyncKind = "model"
+    source: str | None = None
+    models: Sequence[str] | None = None
+    target: str | None = None
+    target_object: str | None = None
+    schemas: Sequence[str] | None = None
+    schedule: str | Mapping[str, Any] | None = None
+    mode: str | None = None
+    active: bool = True
 
 
 @dataclass
@@ -159,49 +176,34 @@ class SyncsBackend:
         self._catalog = catalog
         self._syncs: dict[str, Sync] = {}
 
-    def add(
-        self,
-        name: str = "sync",
-        *,
-        kind: SyncKind = "model",
-        sync_id: str | None = None,
-        source: str | None = None,
-        models: Sequence[str] | None = None,
-        target: str | None = None,
-        target_object: str | None = None,
-        schemas: Sequence[str] | None = None,
-        schedule: str | Mapping[str, Any] | None = None,
-        mode: str | None = None,
-        active: bool = True,
-    ) -> str:
-        """Create a sync; see :meth:`PolytomicState.add_sync` for the arguments."""
-        if kind not in ("model", "bulk"):
-            raise ValueError(f"kind must be 'model' or 'bulk', got {kind!r}")
+    def add(self, spec: SyncSpec, *, sync_id: str | None = None) -> str:
+        """Create the sync ``spec`` describes; see :meth:`PolytomicState.add_sync`."""
+        if spec.kind not in ("model", "bulk"):
+            raise ValueError(f"kind must be 'model' or 'bulk', got {spec.kind!r}")
         now = self._org.now()
-        sid = sync_id or str(uuid.uuid4())
-        if kind == "model":
-            sync = self._model_sync(sid, name, now, source, models, target, target_object, schemas, mode)
+        sync = Sync(
+            id=sync_id or str(uuid.uuid4()),
+            name=spec.name,
+            kind=spec.kind,
+            created_at=now,
+            updated_at=now,
+            source_connection_id="",
+            destination_connection_id="",
+            schedule=_schedule(spec.schedule),
+            mode="",
+            active=bool(spec.active),
+        )
+        if spec.kind == "model":
+            self._fill_model_sync(sync, spec)
         else:
-            sync = self._bulk_sync(sid, name, now, source, models, target, target_object, schemas, mode)
-        sync.schedule = _schedule(schedule)
-        sync.active = bool(active)
+            self._fill_bulk_sync(sync, spec)
         with self._org.lock:
-            self._syncs[sid] = sync
-        return sid
+            self._syncs[sync.id] = sync
+        return sync.id
 
-    def _model_sync(
-        self,
-        sid: str,
-        name: str,
-        now: datetime,
-        source: str | None,
-        models: Sequence[str] | None,
-        target: str | None,
-        target_object: str | None,
-        schemas: Sequence[str] | None,
-        mode: str | None,
-    ) -> Sync:
-        if schemas is not None:
+    def _fill_model_sync(self, sync: Sync, spec: SyncSpec) -> None:
+        models, source, mode = spec.models, spec.source, spec.mode
+        if spec.schemas is not None:
             raise ValueError("schemas belong to bulk syncs; a model sync reads models")
         if mode is not None and mode not in MODEL_MODES:
             raise ValueError(f"mode of a model sync must be one of {', '.join(MODEL_MODES)}, got {mode!r}")
@@ -212,52 +214,30 @@ class SyncsBackend:
                 raise ValueError(f"models must be a non-empty list of model ids, got {models!r}")
             for model_id in models:
                 self._catalog.model(model_id)  # KeyError names an unknown id
-            model_ids = list(models)
+            sync.model_ids = list(models)
         else:
             source_id = self._catalog.resolve_connection(source or "snowflake", "source")
-            model_ids = [self._catalog.add_model(source_id, name=name)]
-        first = self._catalog.model(model_ids[0])
-        target_id = self._catalog.resolve_connection(target or "salesforce", "target")
-        saas = not CONNECTION_TYPES.get(
-            self._catalog.connection(target_id).type, CONNECTION_TYPES["snowflake"]
-        ).warehouse
-        mappings = [
+            sync.model_ids = [self._catalog.add_model(source_id, name=spec.name)]
+        first = self._catalog.model(sync.model_ids[0])
+        target_id = self._catalog.resolve_connection(spec.target or "salesforce", "target")
+        target_type = CONNECTION_TYPES.get(self._catalog.connection(target_id).type)
+        saas = target_type is not None and not target_type.warehouse
+        sync.fields = [
             FieldMapping(first.id, f.name, _target_field(f.name, saas))
             for f in first.fields
             if f.name != "id"
         ]
-        key = next((m for m in mappings if m.source == "email"), None) or next(
-            (m for m in mappings if m.source == first.identifier), mappings[0] if mappings else None
+        sync.identity = next((m for m in sync.fields if m.source == "email"), None) or next(
+            (m for m in sync.fields if m.source == first.identifier), sync.fields[0] if sync.fields else None
         )
-        return Sync(
-            id=sid,
-            name=name,
-            kind="model",
-            created_at=now,
-            updated_at=now,
-            source_connection_id=first.connection_id,
-            destination_connection_id=target_id,
-            schedule={},
-            mode=mode or "updateOrCreate",
-            model_ids=model_ids,
-            target_object=target_object or self._catalog.default_object(target_id, name),
-            fields=mappings,
-            identity=key,
-        )
+        sync.source_connection_id = first.connection_id
+        sync.destination_connection_id = target_id
+        sync.mode = mode or "updateOrCreate"
+        sync.target_object = spec.target_object or self._catalog.default_object(target_id, spec.name)
 
-    def _bulk_sync(
-        self,
-        sid: str,
-        name: str,
-        now: datetime,
-        source: str | None,
-        models: Sequence[str] | None,
-        target: str | None,
-        target_object: str | None,
-        schemas: Sequence[str] | None,
-        mode: str | None,
-    ) -> Sync:
-        if models is not None or target_object is not None:
+    def _fill_bulk_sync(self, sync: Sync, spec: SyncSpec) -> None:
+        schemas, mode = spec.schemas, spec.mode
+        if spec.models is not None or spec.target_object is not None:
             raise ValueError("models and target_object belong to model syncs; a bulk sync copies schemas")
         if mode is not None and mode not in BULK_MODES:
             raise ValueError(f"mode of a bulk sync must be one of {', '.join(BULK_MODES)}, got {mode!r}")
@@ -265,29 +245,20 @@ class SyncsBackend:
             isinstance(schemas, str) or not all(isinstance(s, str) and s for s in schemas)
         ):
             raise ValueError(f"schemas must be a list of source object names, got {schemas!r}")
-        source_id = self._catalog.resolve_connection(source or "salesforce", "source")
-        destination_id = self._catalog.resolve_connection(target or "snowflake", "target")
-        source_type = self._catalog.connection(source_id).type
-        salesforce = source_type == "salesforce"
-        names = list(schemas) if schemas is not None else ["Account", "Contact"]
+        sync.source_connection_id = self._catalog.resolve_connection(spec.source or "salesforce", "source")
+        sync.destination_connection_id = self._catalog.resolve_connection(
+            spec.target or "snowflake", "target"
+        )
+        source_type = self._catalog.connection(sync.source_connection_id).type
         fields = (
             ("Id", "Name", "CreatedDate", "SystemModstamp")
-            if salesforce
+            if source_type == "salesforce"
             else ("id", "name", "created_at", "updated_at")
         )
-        return Sync(
-            id=sid,
-            name=name,
-            kind="bulk",
-            created_at=now,
-            updated_at=now,
-            source_connection_id=source_id,
-            destination_connection_id=destination_id,
-            schedule={},
-            mode=mode or "replicate",
-            schemas=[BulkSchema(s, s.lower(), fields, fields[-1]) for s in names],
-            destination_configuration={"schema": source_type},
-        )
+        names = list(schemas) if schemas is not None else ["Account", "Contact"]
+        sync.schemas = [BulkSchema(n, n.lower(), fields, fields[-1]) for n in names]
+        sync.destination_configuration = {"schema": source_type}
+        sync.mode = mode or "replicate"
 
     # -- lookups ------------------------------------------------------------------------------
 

@@ -45,12 +45,7 @@ def _identity(mapping: FieldMapping) -> dict[str, Any]:
     }
 
 
-def model_sync_json(sync: Sync, organization_id: str, actor: dict[str, str]) -> dict[str, Any]:
-    """``GET /api/syncs/{id}`` (``ModelSyncV5Response``): models in, target object out.
-
-    Filters, overrides and policies are empty: the fake's syncs have none.
-    """
-    identity = _identity(sync.identity) if sync.identity else None
+def _model_sync_common(sync: Sync, organization_id: str, actor: dict[str, str]) -> dict[str, Any]:
     return {
         "id": sync.id,
         "name": sync.name,
@@ -58,6 +53,22 @@ def model_sync_json(sync: Sync, organization_id: str, actor: dict[str, str]) -> 
         "active": sync.active,
         "mode": sync.mode,
         "model_ids": list(sync.model_ids),
+        "schedule": dict(sync.schedule),
+        "only_enrich_updates": False,
+        "skip_initial_backfill": False,
+        "sync_all_records": False,
+        **_audit(sync, actor),
+    }
+
+
+def model_sync_json(sync: Sync, organization_id: str, actor: dict[str, str]) -> dict[str, Any]:
+    """``GET /api/syncs/{id}`` (``ModelSyncV5Response``): models in, target object out.
+
+    Filters, overrides and policies are empty: the fake's syncs have none.
+    """
+    identity = _identity(sync.identity) if sync.identity else None
+    return {
+        **_model_sync_common(sync, organization_id, actor),
         "target": {
             "connection_id": sync.target_connection_id,
             "object": sync.target_object,
@@ -67,7 +78,6 @@ def model_sync_json(sync: Sync, organization_id: str, actor: dict[str, str]) -> 
         "fields": [_mapping(m) for m in sync.fields],
         "identity": identity,
         "identities": {"mappings": [identity] if identity else [], "strategy": "priority"},
-        "schedule": dict(sync.schedule),
         "filters": [],
         "filter_logic": "",
         "model_filters": {"conditions": [], "logic": ""},
@@ -76,29 +86,15 @@ def model_sync_json(sync: Sync, organization_id: str, actor: dict[str, str]) -> 
         "override_fields": [],
         "policies": [],
         "problems": [],
-        "only_enrich_updates": False,
-        "skip_initial_backfill": False,
-        "sync_all_records": False,
-        **_audit(sync, actor),
     }
 
 
 def model_sync_item_json(sync: Sync, organization_id: str, actor: dict[str, str]) -> dict[str, Any]:
     """One item of ``GET /api/syncs`` (``ListSyncItem``)."""
     return {
-        "id": sync.id,
-        "name": sync.name,
-        "organization_id": organization_id,
-        "active": sync.active,
-        "mode": sync.mode,
-        "model_ids": list(sync.model_ids),
+        **_model_sync_common(sync, organization_id, actor),
         "target_connection_id": sync.target_connection_id,
         "target_object": sync.target_object,
-        "schedule": dict(sync.schedule),
-        "only_enrich_updates": False,
-        "skip_initial_backfill": False,
-        "sync_all_records": False,
-        **_audit(sync, actor),
     }
 
 

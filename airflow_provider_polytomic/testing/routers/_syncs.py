@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from ..records import FakeApiError, SyncKind
-from ..responses import list_envelope
+from ..responses import list_envelope, ok
 from ..responses.executions import bulk_status_json, console_json, execution_json, status_json
-from ._params import q_int
+from ._params import json_body, q_int
 
 if TYPE_CHECKING:
     from ..state import PolytomicState
 
 __all__ = [
+    "add_shared_routes",
     "bulk_statuses",
     "check_start_body",
     "console_log",
@@ -144,3 +146,41 @@ def bulk_statuses(
                 bulk_status_json(sync, b.executions.schema_statuses(sync), newest[0] if newest else None, now)
             )
         return out
+
+
+def add_shared_routes(api: APIRouter, state: PolytomicState, kind: SyncKind) -> None:
+    """The routes model and bulk syncs have alike, under ``/api/syncs`` or ``/api/bulk/syncs``:
+    activate, start, status, cancel, one execution, its cancel and its console log."""
+    root = "/api/syncs" if kind == "model" else "/api/bulk/syncs"
+    b = state.backends
+
+    @api.post(root + "/{sync_id}/activate")
+    async def activate(sync_id: str, request: Request) -> JSONResponse:
+        sync = b.syncs.api_set_active(sync_id, kind, (await json_body(request, 400)).get("active"))
+        return JSONResponse(ok({"id": sync.id, "active": sync.active}))
+
+    @api.post(root + "/{sync_id}/executions")
+    async def start(sync_id: str, request: Request) -> JSONResponse:
+        body = await json_body(request, 400)
+        check_start_body(kind, body)
+        return JSONResponse(ok(b.lifecycle.api_start(sync_id, kind, body)))
+
+    @api.get(root + "/{sync_id}/status")
+    async def status(sync_id: str) -> JSONResponse:
+        return JSONResponse(ok(sync_status(state, sync_id, kind)))
+
+    @api.post(root + "/{sync_id}/cancel")
+    async def cancel_sync(sync_id: str) -> JSONResponse:
+        return JSONResponse(ok(b.lifecycle.api_cancel_sync(sync_id, kind)))
+
+    @api.get(root + "/{sync_id}/executions/{execution_id}")
+    async def get_execution(sync_id: str, execution_id: str) -> JSONResponse:
+        return JSONResponse(ok(execution_data(state, sync_id, execution_id, kind)))
+
+    @api.post(root + "/{sync_id}/executions/{execution_id}/cancel")
+    async def cancel_execution(sync_id: str, execution_id: str) -> JSONResponse:
+        return JSONResponse(ok(b.lifecycle.api_cancel_execution(sync_id, execution_id, kind)))
+
+    @api.get(root + "/{sync_id}/executions/{execution_id}/consolelog")
+    async def console(sync_id: str, execution_id: str, request: Request) -> JSONResponse:
+        return JSONResponse(ok(console_log(state, request, sync_id, execution_id, kind)))

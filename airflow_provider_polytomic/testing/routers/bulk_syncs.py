@@ -9,16 +9,8 @@ from fastapi.responses import JSONResponse
 
 from ..responses import job_json, ok
 from ..responses.syncs import bulk_schema_item_json, bulk_schema_json, bulk_sync_json
-from ._params import json_body, q_bool, q_int
-from ._syncs import (
-    bulk_statuses,
-    check_start_body,
-    console_log,
-    execution_data,
-    executions_page,
-    log_urls,
-    sync_status,
-)
+from ._params import q_bool, q_int
+from ._syncs import add_shared_routes, bulk_statuses, console_log, executions_page, log_urls
 
 if TYPE_CHECKING:
     from ..state import PolytomicState
@@ -64,10 +56,7 @@ def router(state: PolytomicState) -> APIRouter:
         sync = b.syncs.api_get(sync_id, "bulk")
         return JSONResponse(ok(bulk_sync_json(sync, org.organization_id, org.actor())))
 
-    @api.post("/api/bulk/syncs/{sync_id}/activate")
-    async def activate(sync_id: str, request: Request) -> JSONResponse:
-        sync = b.syncs.api_set_active(sync_id, "bulk", (await json_body(request, 400)).get("active"))
-        return JSONResponse(ok({"id": sync.id, "active": sync.active}))
+    add_shared_routes(api, state, "bulk")
 
     @api.get("/api/bulk/syncs/{sync_id}/schemas")
     async def list_schemas(sync_id: str, request: Request) -> JSONResponse:
@@ -79,20 +68,6 @@ def router(state: PolytomicState) -> APIRouter:
     @api.get("/api/bulk/syncs/{sync_id}/schemas/{schema_id}")
     async def get_schema(sync_id: str, schema_id: str) -> JSONResponse:
         return JSONResponse(ok(bulk_schema_json(b.syncs.api_schema(sync_id, schema_id))))
-
-    @api.post("/api/bulk/syncs/{sync_id}/executions")
-    async def start(sync_id: str, request: Request) -> JSONResponse:
-        body = await json_body(request, 400)
-        check_start_body("bulk", body)
-        return JSONResponse(ok(b.lifecycle.api_start(sync_id, "bulk", body)))
-
-    @api.get("/api/bulk/syncs/{sync_id}/status")
-    async def status(sync_id: str) -> JSONResponse:
-        return JSONResponse(ok(sync_status(state, sync_id, "bulk")))
-
-    @api.post("/api/bulk/syncs/{sync_id}/cancel")
-    async def cancel_sync(sync_id: str) -> JSONResponse:
-        return JSONResponse(ok(b.lifecycle.api_cancel_sync(sync_id, "bulk")))
 
     @api.get("/api/bulk/syncs/{sync_id}/executions")
     async def list_executions(sync_id: str, request: Request) -> JSONResponse:
@@ -106,14 +81,6 @@ def router(state: PolytomicState) -> APIRouter:
             limit=min(q_int(request, "limit", 50, 1, 10_000), 100),
         )
         return JSONResponse(page)
-
-    @api.get("/api/bulk/syncs/{sync_id}/executions/{execution_id}")
-    async def get_execution(sync_id: str, execution_id: str) -> JSONResponse:
-        return JSONResponse(ok(execution_data(state, sync_id, execution_id, "bulk")))
-
-    @api.post("/api/bulk/syncs/{sync_id}/executions/{execution_id}/cancel")
-    async def cancel_execution(sync_id: str, execution_id: str) -> JSONResponse:
-        return JSONResponse(ok(b.lifecycle.api_cancel_execution(sync_id, execution_id, "bulk")))
 
     @api.get("/api/bulk/syncs/{sync_id}/executions/{execution_id}/logs")
     async def logs(sync_id: str, execution_id: str) -> JSONResponse:
@@ -131,10 +98,6 @@ def router(state: PolytomicState) -> APIRouter:
         # The archive's URL comes with the answer only when the job is already done; otherwise
         # from polling the job (FakeSettings.export_job_polls).
         return JSONResponse({"data": {"url": url if job.status == "done" else None}, "job": job_json(job)})
-
-    @api.get("/api/bulk/syncs/{sync_id}/executions/{execution_id}/consolelog")
-    async def console(sync_id: str, execution_id: str, request: Request) -> JSONResponse:
-        return JSONResponse(ok(console_log(state, request, sync_id, execution_id, "bulk")))
 
     @api.get("/api/bulk/syncs/{sync_id}/executions/{execution_id}/schemas/{schema_id}/consolelog")
     async def schema_console(

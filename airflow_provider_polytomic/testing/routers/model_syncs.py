@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from ..records import MODEL_LOG_TYPES, FakeApiError
 from ..responses import list_envelope, ok
 from ..responses.syncs import model_sync_item_json, model_sync_json
-from ._params import json_body, q_bool, q_int
-from ._syncs import check_start_body, console_log, execution_data, executions_page, log_urls, sync_status
+from ._params import q_bool, q_int
+from ._syncs import add_shared_routes, executions_page, log_urls
 
 if TYPE_CHECKING:
     from ..state import PolytomicState
@@ -64,24 +64,7 @@ def router(state: PolytomicState) -> APIRouter:
         sync = b.syncs.api_get(sync_id, "model")
         return JSONResponse(ok(model_sync_json(sync, org.organization_id, org.actor())))
 
-    @api.post("/api/syncs/{sync_id}/activate")
-    async def activate(sync_id: str, request: Request) -> JSONResponse:
-        sync = b.syncs.api_set_active(sync_id, "model", (await json_body(request, 400)).get("active"))
-        return JSONResponse(ok({"id": sync.id, "active": sync.active}))
-
-    @api.post("/api/syncs/{sync_id}/executions")
-    async def start(sync_id: str, request: Request) -> JSONResponse:
-        body = await json_body(request, 400)
-        check_start_body("model", body)
-        return JSONResponse(ok(b.lifecycle.api_start(sync_id, "model", body)))
-
-    @api.get("/api/syncs/{sync_id}/status")
-    async def status(sync_id: str) -> JSONResponse:
-        return JSONResponse(ok(sync_status(state, sync_id, "model")))
-
-    @api.post("/api/syncs/{sync_id}/cancel")
-    async def cancel_sync(sync_id: str) -> JSONResponse:
-        return JSONResponse(ok(b.lifecycle.api_cancel_sync(sync_id, "model")))
+    add_shared_routes(api, state, "model")  # before /{log_type}: it declares .../consolelog
 
     @api.get("/api/syncs/{sync_id}/executions")
     async def list_executions(sync_id: str, request: Request) -> JSONResponse:
@@ -96,24 +79,12 @@ def router(state: PolytomicState) -> APIRouter:
         )
         return JSONResponse(page)
 
-    @api.get("/api/syncs/{sync_id}/executions/{execution_id}")
-    async def get_execution(sync_id: str, execution_id: str) -> JSONResponse:
-        return JSONResponse(ok(execution_data(state, sync_id, execution_id, "model")))
-
-    @api.post("/api/syncs/{sync_id}/executions/{execution_id}/cancel")
-    async def cancel_execution(sync_id: str, execution_id: str) -> JSONResponse:
-        return JSONResponse(ok(b.lifecycle.api_cancel_execution(sync_id, execution_id, "model")))
-
     @api.get("/api/syncs/{sync_id}/executions/{execution_id}/logs")
     async def logs_index(sync_id: str, execution_id: str) -> JSONResponse:
         with org.lock:
             b.syncs.api_get(sync_id, "model")
             execution = b.executions.api_get(sync_id, execution_id)
             return JSONResponse(ok(b.record_logs.index(sync_id, execution)))
-
-    @api.get("/api/syncs/{sync_id}/executions/{execution_id}/consolelog")
-    async def console(sync_id: str, execution_id: str, request: Request) -> JSONResponse:
-        return JSONResponse(ok(console_log(state, request, sync_id, execution_id, "model")))
 
     @api.get("/api/syncs/{sync_id}/executions/{execution_id}/{log_type}")
     async def log_type_urls(sync_id: str, execution_id: str, log_type: str) -> JSONResponse:
