@@ -162,6 +162,9 @@ def test_bulk_status_all_active_and_sync_id(fake_polytomic: FakePolytomic) -> No
         ("Contact", execution, "running"),
     ]
     get(fake, "/api/bulk/syncs/status", all="sometimes", status=400)
+    # Pausing a bulk sync cancels its running execution, as Polytomic documents.
+    assert post(fake, f"/api/bulk/syncs/{running}/activate", {"active": False})["data"]["active"] is False
+    assert fake.execution(running, execution)["status"] == "canceled"
 
 
 def test_model_sync_listing_activation_and_schedule(fake_polytomic: FakePolytomic) -> None:

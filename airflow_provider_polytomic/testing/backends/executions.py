@@ -213,12 +213,10 @@ class ExecutionsBackend:
         Entries come oldest first either way.
         """
         with self._org.lock:
+            known = not after or any(e.id == after for e in execution.console)
             entries = [e for e in execution.console if schema is None or e.schema in (None, schema)]
-        if after:
-            if not any(e.id == after for e in execution.console):
-                raise FakeApiError(400, f"invalid cursor {after!r}")
-            chosen = [e for e in entries if e.id > after][:limit]
-        else:
-            chosen = entries[-limit:]
+        if not known:
+            raise FakeApiError(400, f"invalid cursor {after!r}")
+        chosen = [e for e in entries if e.id > after][:limit] if after else entries[-limit:]
         cursor = chosen[-1].id if chosen else (after or (entries[-1].id if entries else ""))
         return chosen, cursor

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import TERMINAL_STATUSES, FakeApiError, Outcome, SyncKind
+from ..records import TERMINAL_STATUSES, FakeApiError, Outcome, SyncKind, format_time
 from ..responses.executions import bulk_payload, bulk_schedule, execution_json, model_payload
 from .context import Org
 from .events import EventsBackend
@@ -272,7 +272,7 @@ class Lifecycle:
                 data = {
                     "id": execution.id,
                     "status": "created",
-                    "created_at": execution_json(execution)["created_at"],
+                    "created_at": format_time(execution.created_at),
                 }
             else:
                 execution.is_resync = body.get("resync_mode") is not None

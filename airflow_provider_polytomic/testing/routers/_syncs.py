@@ -156,7 +156,13 @@ def add_shared_routes(api: APIRouter, state: PolytomicState, kind: SyncKind) -> 
 
     @api.post(root + "/{sync_id}/activate")
     async def activate(sync_id: str, request: Request) -> JSONResponse:
-        sync = b.syncs.api_set_active(sync_id, kind, (await json_body(request, 400)).get("active"))
+        active = (await json_body(request, 400)).get("active")
+        with state.org.lock:
+            sync = b.syncs.api_set_active(sync_id, kind, active)
+            if kind == "bulk" and not sync.active:
+                # Polytomic documents that pausing a bulk sync cancels its running execution
+                # (pausing a model sync does not).
+                b.lifecycle.api_cancel_sync(sync.id, kind)
         return JSONResponse(ok({"id": sync.id, "active": sync.active}))
 
     @api.post(root + "/{sync_id}/executions")
