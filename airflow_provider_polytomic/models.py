@@ -475,10 +475,11 @@ class WebhookDelivery(_Wire):
         what = f"{self.event_type or 'event'} {self.event_id or '?'}"
         if self.success:
             return f"{when}: {what} delivered"
-        answer = (
-            f"HTTP {self.status_code}" if self.status_code is not None else (self.error_kind or "no answer")
-        )
-        return f"{when}: {what} failed ({answer}{': ' + self.error if self.error else ''})"
+        if self.status_code is not None:
+            detail = f"HTTP {self.status_code}"
+        else:
+            detail = self.error or self.error_kind or "no answer"
+        return f"{when}: {what} failed ({detail})"
 
 
 class WebhookDeliveriesPage(_Wire):

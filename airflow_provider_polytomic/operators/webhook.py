@@ -98,17 +98,8 @@ class PolytomicEnsureWebhookOperator(BaseOperator):
             result = ensure_receiver_webhook(self.endpoint, self.polytomic_conn_id)
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
+        # A webhook found disabled was reported by the hook's warning (why, what failed).
         self.log.info("Polytomic webhook %s delivers to %s", result["webhook_id"], result["endpoint"])
-        if result["outage"] is not None:
-            outage = result["outage"]
-            self.log.warning(
-                "Polytomic webhook %s had been disabled (since %s, reason: %s; %s failed deliveries in "
-                "the last 24 hours); it is enabled again.",
-                result["webhook_id"],
-                outage["disabled_at"] or "unknown time",
-                outage["reason"] or "none given",
-                "unknown" if outage["failed_deliveries_24h"] is None else outage["failed_deliveries_24h"],
-            )
         return result
 
 
