@@ -50,6 +50,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_RETRY_MAX_WAIT = 60.0
+# Seconds between the shared events poll's re-reads of late-visible events (api.EventTail).
+DEFAULT_EVENT_RECHECK_INTERVAL = 60.0
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,255}$")
 
 
@@ -123,6 +125,8 @@ class ClientConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT
     retry_base_wait: float = 1.0
+    event_recheck_interval: float = DEFAULT_EVENT_RECHECK_INTERVAL
+    """Seconds between the shared events poll's re-reads of late-visible events."""
     conn_id: str | None = None
 
     @classmethod
@@ -170,6 +174,12 @@ class ClientConfig:
                 conn_id, "retry_max_wait", extra.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT
             ),
             retry_base_wait=_positive_float(conn_id, "retry_base_wait", extra.get("retry_base_wait"), 1.0),
+            event_recheck_interval=_positive_float(
+                conn_id,
+                "event_recheck_interval",
+                extra.get("event_recheck_interval"),
+                DEFAULT_EVENT_RECHECK_INTERVAL,
+            ),
             conn_id=conn_id,
         )
 

@@ -35,6 +35,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Retries on 429, 5xx, connection errors and timeouts.",
         "schema": {"type": ["integer", "null"], "default": 5},
     },
+    "event_recheck_interval": {
+        "label": "Event re-read interval (seconds)",
+        "description": "How often waiting sensors' shared events poll re-reads events that may "
+        "have shown up late (see the README).",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
     "execution_url_template": {
         "label": "Execution URL template",
         "description": "Link to an execution in Polytomic's app (an assumption, see the README). "

@@ -9,10 +9,16 @@ Truth comes from two sources:
 * **Events** (``sync.*`` / ``bulk_sync.*``): cheap to poll for many waiters at once, but
   delivered at most once and kept 48 hours. A terminal event only *nominates* an
   execution; it never decides on its own.
-* **Execution status endpoints**: authoritative. They are read on the first check (which
-  catches completions before the waiter started and anything older than 48 hours), as soon
-  as an event nominates an execution, and otherwise only every ``status_check_interval``
-  (which catches dropped events) - not on every poll.
+* **Execution status endpoints**: authoritative. When they are read depends on what a
+  read costs the driver:
+
+  - a poke (poke and reschedule modes, the run-sync operator waiting in its worker) reads
+    one page of events and the status on every poke: two requests, so a completion whose
+    event Polytomic dropped is found by the next poke;
+  - a trigger shares one events poll with every other waiter of its connection, so it reads
+    the status only on its first check (which catches completions before the wait began and
+    anything older than 48 hours), as soon as an event nominates an execution, and
+    otherwise every ``status_check_interval`` (which catches dropped events).
 
 When both speak about one execution the worse outcome wins (a ``sync.completed`` event
 never turns a failed execution into a success). Unknown statuses count as still running.
@@ -21,14 +27,13 @@ never turns a failed execution into a success). Unknown statuses count as still 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_polytomic import api
-from airflow_provider_polytomic.api import EVENT_RETENTION, check_kind
+from airflow_provider_polytomic.api import EVENT_RETENTION, EVENT_VISIBILITY_LAG, EventTail, check_kind
 from airflow_provider_polytomic.client import RetryableAPIError
 from airflow_provider_polytomic.models import (
     BulkExecution,
@@ -45,8 +50,8 @@ from airflow_provider_polytomic.models import (
 log = logging.getLogger(__name__)
 
 DEFAULT_STATUS_CHECK_INTERVAL = 300.0
-# Events can become visible in the API slightly after their created_at; re-read this much.
-EVENT_VISIBILITY_LAG = timedelta(seconds=60)
+"""Seconds between a trigger's fallback status reads (deferrable mode): one request per waiting
+trigger per interval, spread by +-10 % jitter and at most 16 in flight per connection."""
 # How many pages of executions a status check may read looking for the first completion.
 MAX_EXECUTION_PAGES = 3
 
@@ -201,10 +206,12 @@ def _iso(value: datetime | None) -> str | None:
 class SyncWatch:
     """Pure, I/O-free state of one wait. Drivers feed it; it decides.
 
-    Drivers call :meth:`observe_events` with every event they read, run a status check when
-    :meth:`status_check_due` says so (a GET of the execution when ``execution_id`` is known,
-    else a listing of recent executions) and pass the executions to
-    :meth:`observe_executions`, then read :attr:`result`.
+    Drivers call :meth:`observe_events` with every event they read, run a status check
+    (:class:`StatusCheck`: a GET of the execution when ``execution_id`` is known, else a
+    listing of recent executions) and pass the executions to :meth:`observe_executions`,
+    then read :attr:`result`. A driver whose status read costs as much as its events read
+    (:class:`SyncWaiter`) checks on every poke; one sharing its events poll (the trigger)
+    checks when :meth:`status_check_due` says so.
     """
 
     def __init__(self, target: WaitTarget, *, status_check_interval: float = DEFAULT_STATUS_CHECK_INTERVAL):
@@ -322,13 +329,6 @@ class SyncWatch:
         return self.target.execution_id is None
 
 
-def status_check_every(status_check_interval: float, poke_interval: float) -> int:
-    """For reschedule mode, which has no memory between pokes: check status every N pokes."""
-    if poke_interval <= 0:
-        return 1
-    return max(1, math.ceil(status_check_interval / poke_interval))
-
-
 def pick_recent_executions(
     executions: Iterable[Execution | BulkExecution], baseline: datetime
 ) -> tuple[list[Execution | BulkExecution], bool]:
@@ -352,12 +352,12 @@ def pick_recent_executions(
 
 __all__ = [
     "DEFAULT_STATUS_CHECK_INTERVAL",
+    "EVENT_VISIBILITY_LAG",
     "SyncResult",
     "SyncWatch",
     "WaitTarget",
     "parse_time",
     "pick_recent_executions",
-    "status_check_every",
 ]
 
 
@@ -429,32 +429,45 @@ class SyncWaiter:
     """Synchronous driver of a :class:`SyncWatch`: one :meth:`check` per poke.
 
     Used by the sensor in poke and reschedule mode and by the run-sync operator when it
-    waits without deferring. Keeps an events cursor between checks in the same process;
-    a new instance (reschedule mode) starts again from the baseline.
+    waits without deferring. A check costs two requests (plus, rarely, a few more when
+    overlapping executions need telling apart):
+
+    * one page of events, continuing from where the previous check of this instance
+      stopped (a new instance, as in reschedule mode, starts again from the baseline less
+      :data:`EVENT_VISIBILITY_LAG`). Events only name and describe the execution, so an
+      organization with more events per poke than one page holds delays nothing: the
+      status read decides, and the result may then carry no ``event_id``;
+    * the status: a GET of the execution when its id is known, else the sync's finished
+      executions, newest first, which stop at the first one that finished before the
+      baseline (one page while nothing has finished), plus a GET of each execution an event
+      nominated that the listing did not reach.
     """
 
     def __init__(self, hook: Any, watch: SyncWatch) -> None:
         self.hook = hook
         self.watch = watch
-        self.cursor: datetime | None = None
+        self._tail: EventTail | None = None
 
-    def check(self, *, force_status: bool | None = None, now: datetime | None = None) -> SyncResult | None:
-        """Read new events and, when due, the status endpoints. Returns the result when finished.
-
-        :param force_status: True/False to override :meth:`SyncWatch.status_check_due`
-            (reschedule mode decides by poke count); None to let the watch decide.
-        """
+    def check(self, *, now: datetime | None = None) -> SyncResult | None:
+        """Read one page of events, then the status. Returns the result when finished."""
         now = now or utcnow()
-        since = self.cursor or self.watch.events_since(now)
-        for event in self.hook.iter_events(starting_after=since):
-            self.watch.observe_events([event])
-        self.cursor = max(since, now - EVENT_VISIBILITY_LAG)
-        due = self.watch.status_check_due(now)
-        if force_status is not None:
-            due = force_status or self.watch.unconfirmed
-        if due:
-            check = StatusCheck(self.watch.target, self.watch.nominated())
-            while (call := check.next_call()) is not None:
-                check.feed(self.hook.run(call))
-            self.watch.observe_executions(check.executions, now=now)
+        if self._tail is None:
+            self._tail = EventTail(start=self.watch.events_since(now), recheck_interval=None)
+        self._tail.begin(now)
+        call = self._tail.next_call()
+        if call is not None:
+            try:
+                events = self._tail.feed(self.hook.run(call))
+            except Exception as exc:
+                self._tail.fail()
+                if not transient(exc):
+                    raise
+                # The status read below decides without events.
+                log.warning("Reading Polytomic events failed; checking the status only: %s", exc)
+            else:
+                self.watch.observe_events(events)
+        check = StatusCheck(self.watch.target, self.watch.nominated())
+        while (call := check.next_call()) is not None:
+            check.feed(self.hook.run(call))
+        self.watch.observe_executions(check.executions, now=now)
         return self.watch.result

@@ -318,7 +318,7 @@ async def test_duplicates_and_reordering(polytomic_conn: FakePolytomic) -> None:
     fake = polytomic_conn
     a = fake.add_sync("a")
     fake.faults.duplicate_events = True  # every event stored twice, same id
-    fake.faults.reorder_events = True  # answers shuffled
+    fake.events_order = "shuffled"  # pages answered in a random order
     base = fake.clock.now() - timedelta(seconds=30)
     expected = []
     for i in range(25):  # more than one page of the fake's default limit, out of order

@@ -545,13 +545,15 @@ def test_event_fault_knobs(fake_polytomic: FakePolytomic) -> None:
     fake = fake_polytomic
     for i in range(15):
         fake.add_event("sync.running", {"n": i})
-    fake.faults.newest_first = True
+    assert [e["event"]["n"] for e in api(fake, "GET", "/api/events").json()["data"]] == list(range(10))
+    fake.events_order = "newest_first"
     assert [e["event"]["n"] for e in api(fake, "GET", "/api/events").json()["data"]] == list(range(14, 4, -1))
-    fake.faults.newest_first = False
-    fake.faults.reorder_events = True
-    shuffled = [e["event"]["n"] for e in api(fake, "GET", "/api/events", params={"limit": 15}).json()["data"]]
-    assert sorted(shuffled) == list(range(15)) and shuffled != list(range(15))
-    fake.faults.reorder_events = False
+    fake.events_order = "shuffled"  # the oldest `limit` events, in a random order
+    shuffled = [e["event"]["n"] for e in api(fake, "GET", "/api/events", params={"limit": 12}).json()["data"]]
+    assert sorted(shuffled) == list(range(12)) and shuffled != list(range(12))
+    with pytest.raises(ValueError, match="events_order must be one of oldest_first, newest_first, shuffled"):
+        fake.events_order = "random"  # type: ignore[assignment]
+    fake.events_order = "oldest_first"
     fake.faults.duplicate_events = True
     dup = fake.add_event("sync.completed", {"n": 99})
     fake.faults.duplicate_events = False

@@ -3,9 +3,9 @@ against the fake Polytomic server, over real HTTP, under mixed schedules of faul
 
 Hypothesis draws a :class:`Schedule` (executions of one sync that start and finish before
 or after the wait's baseline, possibly overlapping, with any outcome; events dropped,
-duplicated, reordered, served newest first or expired past 48 hours; 429 with Retry-After,
-5xx bursts, connection resets and slow responses, upfront or injected mid-wait; a
-deferred trigger serialized and resumed mid-wait). Every example checks:
+duplicated or expired past 48 hours, pages served oldest first, newest first or shuffled;
+429 with Retry-After, 5xx bursts, connection resets and slow responses, upfront or injected
+mid-wait; a deferred trigger serialized and resumed mid-wait). Every example checks:
 
 * the sensor (poke, reschedule, deferrable) and the run-sync operator (worker, deferrable)
   end with the outcome the server reached for the right execution: success only for a
@@ -60,7 +60,7 @@ from airflow_provider_polytomic._compat import (
 )
 from airflow_provider_polytomic.exceptions import PolytomicAPIError, PolytomicSyncFailedError
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor
-from airflow_provider_polytomic.testing import FakePolytomic
+from airflow_provider_polytomic.testing import EVENTS_ORDERS, EventsOrder, FakePolytomic
 from tests.modes import FakeTI, context_for, first_trigger_event, rebuild, run_sensor
 
 EXAMPLES = int(os.environ.get("POLYTOMIC_FUZZ_EXAMPLES", "12"))
@@ -125,8 +125,7 @@ class FaultPlan:
     drop_terminal: bool = False
     drop_next: int = 0
     duplicate: bool = False
-    reorder: bool = False
-    newest_first: bool = False
+    events_order: EventsOrder = "oldest_first"
     # ("rate_limit", n, retry_after) | ("server_errors", n, status) | ("reset", n, None) | ("slow", n, s)
     bursts: tuple[tuple[str, int, Any], ...] = ()
     # Seconds after the wait began when the bursts are injected (0: before it begins).
@@ -186,8 +185,7 @@ fault_plans = st.builds(
     drop_terminal=st.booleans(),
     drop_next=st.integers(0, 3),
     duplicate=st.booleans(),
-    reorder=st.booleans(),
-    newest_first=st.booleans(),
+    events_order=st.sampled_from(EVENTS_ORDERS),
     bursts=st.lists(bursts, max_size=3).map(tuple),
     burst_at=st.sampled_from([0.0, 0.0, 0.3, 0.8]),
 )
@@ -317,8 +315,7 @@ class World:
             faults.drop_events = set(TERMINAL_EVENTS[self.schedule.kind])
         faults.drop_next_events = plan.drop_next
         faults.duplicate_events = plan.duplicate
-        faults.reorder_events = plan.reorder
-        faults.newest_first = plan.newest_first
+        self.fake.events_order = plan.events_order
         if plan.burst_at == 0:
             inject(self.fake, plan.bursts)
 
@@ -742,8 +739,7 @@ def record_log_example(schedule: RecordLogSchedule, root: Path) -> None:
             records_per_file=schedule.per_file,
         )
         fake.clock.set(utcnow())
-        fake.faults.reorder_events = schedule.faults.reorder
-        fake.faults.newest_first = schedule.faults.newest_first
+        fake.events_order = schedule.faults.events_order
         inject(fake, schedule.faults.bursts)
         fake.faults.truncate_record_logs(schedule.truncate)
         fake.faults.corrupt_gzip_record_logs(schedule.corrupt_gzip)

@@ -21,7 +21,7 @@ from airflow_provider_polytomic.exceptions import (
 )
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import BulkExecution, Execution, Outcome
-from airflow_provider_polytomic.testing import FakePolytomic
+from airflow_provider_polytomic.testing import EVENTS_ORDERS, FakePolytomic
 
 
 def api_requests(fake: FakePolytomic, path: str | None = None) -> list:
@@ -262,10 +262,11 @@ def _many_events(fake: FakePolytomic, n: int) -> set[str]:
     return ids
 
 
-@pytest.mark.parametrize("fault", ["none", "newest_first", "reorder_events", "duplicate_events"])
-def test_list_events_pages_over_100_whatever_the_order(hook, polytomic_conn, fault):
-    if fault != "none":
-        setattr(polytomic_conn.faults, fault, True)
+@pytest.mark.parametrize("duplicates", [False, True], ids=["unique", "duplicated"])
+@pytest.mark.parametrize("order", EVENTS_ORDERS)
+def test_list_events_pages_over_100_whatever_the_order(hook, polytomic_conn, order, duplicates):
+    polytomic_conn.events_order = order
+    polytomic_conn.faults.duplicate_events = duplicates
     ids = _many_events(polytomic_conn, 250)
     events = hook.list_events(starting_after=polytomic_conn.clock.now() - timedelta(hours=2))
     assert [e.id for e in events if e.id in ids] and {e.id for e in events} >= ids

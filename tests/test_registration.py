@@ -57,6 +57,7 @@ def test_connection_type_declares_form_for_airflow_3():
         "timeout",
         "max_retries",
         "webhook_secret",
+        "event_recheck_interval",
     }
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API key"
 

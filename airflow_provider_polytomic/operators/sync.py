@@ -128,7 +128,9 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
     :param poll_interval: seconds between polls while waiting.
     :param timeout: seconds to wait for the execution (None: no deadline; default 7 days).
         An absolute deadline computed when the execution started, kept across deferral.
-    :param status_check_interval: seconds between fallback reads of the status endpoints.
+    :param status_check_interval: deferrable mode only: seconds between the trigger's
+        fallback reads of the execution's status. Waiting in the worker reads the status on
+        every poll (one request, next to one page of events).
     """
 
     template_fields: Sequence[str] = ("sync_id", "schemas")

@@ -27,7 +27,6 @@ from airflow_provider_polytomic.sync_wait import (
     SyncWatch,
     WaitTarget,
     parse_time,
-    status_check_every,
     transient,
     utcnow,
 )
@@ -105,8 +104,11 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
     :param fail_on_errors: fail when the execution completed with errors (default: warn).
     :param polytomic_conn_id: the ``polytomic`` connection.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
-    :param status_check_interval: seconds between fallback reads of the status endpoints,
-        which catch completions whose event Polytomic dropped.
+    :param status_check_interval: deferrable mode only: seconds between the trigger's
+        fallback reads of the status endpoints, which catch completions whose event
+        Polytomic dropped (one request per waiting sensor per interval). In poke and
+        reschedule mode every poke reads the status (one request, like the events read), so
+        a dropped event delays nothing.
     """
 
     template_fields: Sequence[str] = ("sync_id", "execution_id", "completed_after")
@@ -198,14 +200,9 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
             target = self.target(context)
             watch = SyncWatch(target, status_check_interval=self.status_check_interval)
             self._waiter = SyncWaiter(PolytomicHook(self.polytomic_conn_id), watch)
-        force_status: bool | None = None
-        if self.reschedule:
-            # A rescheduled sensor is a new instance each poke: decide by poke number instead of elapsed time.
-            every = status_check_every(self.status_check_interval, self.poke_interval)
-            force_status = int(context.get("task_reschedule_count", 0) or 0) % every == 0
         self._pokes += 1
         try:
-            result = self._waiter.check(force_status=force_status)
+            result = self._waiter.check()
         except PolytomicNotFoundError as exc:
             if self.execution_id:
                 raise AirflowFailException(str(exc)) from None

@@ -39,14 +39,16 @@ from .records import (
     format_time,
 )
 from .server import FakePolytomic
-from .state import Backends, PolytomicState
+from .state import EVENTS_ORDERS, Backends, EventsOrder, PolytomicState
 
 __all__ = [
     "CONNECTION_TYPES",
+    "EVENTS_ORDERS",
     "EVENT_TYPES",
     "TERMINAL_STATUSES",
     "Backends",
     "Delivery",
+    "EventsOrder",
     "FakeApiError",
     "FakeClock",
     "FakePolytomic",

@@ -25,6 +25,7 @@ import threading
 from types import FrameType
 
 from .server import FakePolytomic
+from .state import EVENTS_ORDERS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="disable the webhook after N consecutive events whose every delivery failed",
     )
+    serve.add_argument(
+        "--events-order",
+        choices=EVENTS_ORDERS,
+        default="oldest_first",
+        help="how GET /api/events orders a page (default oldest_first)",
+    )
     return parser
 
 
@@ -79,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         storage_origin=args.storage_origin,
         gzip_record_logs=args.gzip_record_logs,
         webhook_disable_after=args.webhook_disable_after,
+        events_order=args.events_order,
     )
     syncs: dict[str, str] = {}
     for name in args.sync:

@@ -42,10 +42,11 @@ class Faults:
     * ``drop_next_events``: drop the next N events from the events API.
     * ``drop_webhook`` / ``drop_webhook_next``: skip all / the next N webhook deliveries.
     * ``duplicate_events``: every event recorded while set is stored twice (same id).
-    * ``reorder_events``: ``GET /api/events`` answers in a shuffled (seeded) order.
-    * ``newest_first``: ``GET /api/events`` sorts newest first, then truncates to ``limit``.
     * ``expire_record_links``: record-log URLs placed in events are already expired; the
       log-URL endpoints still mint working URLs.
+
+    How the events endpoint orders its pages is not a fault but a plausible variant of
+    Polytomic's undocumented behaviour: ``FakePolytomic(events_order=...)``.
     """
 
     def __init__(self) -> None:
@@ -61,8 +62,6 @@ class Faults:
         self.drop_webhook = False
         self.drop_webhook_next = 0
         self.duplicate_events = False
-        self.reorder_events = False
-        self.newest_first = False
         self.expire_record_links = False
 
     # -- configuration -------------------------------------------------------------------------
@@ -112,8 +111,6 @@ class Faults:
             self.drop_webhook = False
             self.drop_webhook_next = 0
             self.duplicate_events = False
-            self.reorder_events = False
-            self.newest_first = False
             self.expire_record_links = False
 
     @property

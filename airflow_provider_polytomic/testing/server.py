@@ -15,7 +15,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import TRANSPORT_SCOPE_KEY, ApiOrigin, Scope, StorageOrigin, build_api
 from .clock import FakeClock
-from .state import PolytomicState
+from .state import EventsOrder, PolytomicState
 
 __all__ = ["FakePolytomic"]
 
@@ -135,6 +135,10 @@ class FakePolytomic(PolytomicState):
             every delivery attempt failed, with ``disabled_at`` and ``disabled_reason`` set
             (None, the default: never). Polytomic disables failing webhooks without
             documenting when; this is the knob for that assumption.
+        events_order: how ``GET /api/events`` orders a page, which Polytomic does not document:
+            ``oldest_first`` (default; the window's oldest ``limit`` events), ``newest_first``
+            (the newest ``limit`` events, newest first) or ``shuffled`` (the oldest ``limit``
+            events in a random, seeded order). Also an attribute, settable while serving.
 
     Connections, models and syncs are declared with :meth:`add_connection`,
     :meth:`add_model` and :meth:`add_sync`; behaviour knobs are attributes (``cancel_delay``,
@@ -158,6 +162,7 @@ class FakePolytomic(PolytomicState):
         error_shape: Literal["api_error", "legacy"] = "api_error",
         api_version: str = "2025-09-18",
         webhook_disable_after: int | None = None,
+        events_order: EventsOrder = "oldest_first",
     ) -> None:
         """Configure the fake; nothing listens until :meth:`start`."""
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -175,6 +180,7 @@ class FakePolytomic(PolytomicState):
             error_shape=error_shape,
             api_version=api_version,
             webhook_disable_after=webhook_disable_after,
+            events_order=events_order,
         )
         self.host = "127.0.0.1" if host == "localhost" else host
         self.port = port

@@ -13,7 +13,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from .backends.catalog import ModelField
-from .backends.context import FakeSettings, Knob, LogsIndexUrlStyle, Org, OrgAttribute
+from .backends.context import (
+    EVENTS_ORDERS,
+    EventsOrder,
+    FakeSettings,
+    Knob,
+    LogsIndexUrlStyle,
+    Org,
+    OrgAttribute,
+)
 from .backends.events import EVENT_RETENTION
 from .backends.executions import EXECUTIONS_PAGE_SIZE
 from .backends.idempotency import IDEMPOTENCY_RETENTION
@@ -30,10 +38,12 @@ from .responses.webhooks import webhook_json
 from .webhooks import WebhookDispatcher
 
 __all__ = [
+    "EVENTS_ORDERS",
     "EVENT_RETENTION",
     "EXECUTIONS_PAGE_SIZE",
     "IDEMPOTENCY_RETENTION",
     "Backends",
+    "EventsOrder",
     "FileResponse",
     "PolytomicState",
 ]
@@ -90,6 +100,7 @@ class PolytomicState(LegacyStateMethods):
         error_shape: Literal["api_error", "legacy"] = "api_error",
         api_version: str = "2025-09-18",
         webhook_disable_after: int | None = None,
+        events_order: EventsOrder = "oldest_first",
     ) -> None:
         """Create an empty organization; see :class:`FakePolytomic` for the parameters."""
         if record_log_format not in ("json", "jsonl"):
@@ -119,6 +130,7 @@ class PolytomicState(LegacyStateMethods):
             faults=self.faults,
         )
         self.org.storage_origin = storage_origin
+        self.events_order = events_order
         self.backends = build_backends(self.org, retry_base_delay=webhook_retry_base_delay)
         self.requests: list[RecordedRequest] = []
         """Every request the API origin received."""
@@ -128,6 +140,17 @@ class PolytomicState(LegacyStateMethods):
         """Every webhook delivery attempt, oldest first."""
         self.auto_complete = self.backends.lifecycle.auto_complete
         """Outcome of executions started through the API: sync id (or ``"*"``) -> (outcome, after, kwargs)."""
+
+    @property
+    def events_order(self) -> EventsOrder:
+        """How ``GET /api/events`` orders its pages (see :class:`FakeSettings`); settable at any time."""
+        return self.org.settings.events_order
+
+    @events_order.setter
+    def events_order(self, value: EventsOrder) -> None:
+        if value not in EVENTS_ORDERS:
+            raise ValueError(f"events_order must be one of {', '.join(EVENTS_ORDERS)}, got {value!r}")
+        self.org.settings.events_order = value
 
     @property
     def webhook_retry_base_delay(self) -> float:

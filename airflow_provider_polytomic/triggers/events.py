@@ -55,7 +55,7 @@ from typing import Any
 from airflow_provider_polytomic._compat import TriggerEvent
 from airflow_provider_polytomic.api import EVENT_RETENTION
 from airflow_provider_polytomic.models import Event, EventType, Outcome, classify
-from airflow_provider_polytomic.sync_wait import EVENT_VISIBILITY_LAG, parse_time, transient, utcnow
+from airflow_provider_polytomic.sync_wait import parse_time, transient, utcnow
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, SharedEventsPollTrigger, shared_for
 
 log = logging.getLogger(__name__)
@@ -329,9 +329,10 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
                 yield TriggerEvent(event_payload(event))
                 if self.webhook_dedupe:
                     await store.ledger_mark(event, source="poll")
-            if backfilled and isinstance(tick, EventTick) and tick.ok:
-                # Everything created before polled_at - lag was visible to this poll.
-                horizon = tick.polled_at - EVENT_VISIBILITY_LAG
+            if backfilled and isinstance(tick, EventTick) and tick.ok and tick.horizon is not None:
+                # Everything created before the poll's horizon that will ever show up has been
+                # in a tick (or in the backfill, for what was visible when it ran).
+                horizon = tick.horizon
                 if held:
                     horizon = min(horizon, min(e.created_at for e in held.values()) - _ONE_US)
                 state.advance(horizon)

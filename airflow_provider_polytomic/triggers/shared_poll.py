@@ -1,7 +1,10 @@
 """One poll of Polytomic's events API per connection, shared by every waiting trigger.
 
 Deferred sensors (and asset watchers) on one connection subscribe to a single stream of
-:class:`EventTick` objects instead of polling once each. On Airflow 3.3+ the triggerer
+:class:`EventTick` objects instead of polling once each. Each tick reads only the events
+created since the newest one already seen (:class:`~airflow_provider_polytomic.api.EventTail`),
+so its cost follows the organization's new events, not the number of waiters, plus one
+page now and then to re-read events that may have shown up late. On Airflow 3.3+ the triggerer
 runs that stream itself (``BaseEventTrigger.shared_stream_key`` / ``open_shared_stream``);
 elsewhere, and when a trigger is driven through ``run()`` (for example by ``dag.test``),
 :func:`subscribe_in_process` provides the same fan-out inside the process.
@@ -26,10 +29,10 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_polytomic._compat import BaseEventTrigger, TriggerEvent
+from airflow_provider_polytomic.api import EVENT_VISIBILITY_LAG, EventTail
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import BulkExecution, Event, Execution
 from airflow_provider_polytomic.sync_wait import (
-    EVENT_VISIBILITY_LAG,
     StatusCheck,
     WaitTarget,
     transient,
@@ -48,12 +51,16 @@ class EventTick:
     """What one shared poll produced: the events first seen in it, and when it ran.
 
     ``ok`` is False when the poll failed transiently (its retries exhausted); subscribers
-    still get the tick so they can check their deadlines and status fallbacks.
+    still get the tick (with the events read before the failure) so they can check their
+    deadlines and status fallbacks. ``horizon``: every event created before it that showed
+    up in the API within :data:`~airflow_provider_polytomic.api.EVENT_VISIBILITY_LAG` has
+    been in this tick or an earlier one (None when unknown).
     """
 
     events: tuple[Event, ...]
     polled_at: datetime
     ok: bool = True
+    horizon: datetime | None = None
 
     @cached_property
     def _by_sync(self) -> dict[str | None, tuple[Event, ...]]:
@@ -68,29 +75,33 @@ class EventTick:
 
 
 async def poll_events(
-    hook: PolytomicHook, poll_interval: float, *, requests_counter: Callable[[], None] | None = None
+    hook: PolytomicHook, poll_interval: float, *, recheck_interval: float | None = None
 ) -> AsyncIterator[EventTick]:
-    """Yield one :class:`EventTick` per ``poll_interval``, forever (raises on fatal API errors)."""
-    cursor = utcnow() - EVENT_VISIBILITY_LAG
-    seen: dict[str, datetime] = {}
+    """Yield one :class:`EventTick` per ``poll_interval``, forever (raises on fatal API errors).
+
+    Each tick reads the events created since the newest one seen (about
+    ``ceil(new events / 100)`` requests) plus at most one page of the late-visibility re-read,
+    which runs every ``recheck_interval`` seconds (default: the connection's extra
+    ``event_recheck_interval``, else 60 s).
+    """
+    if recheck_interval is None:
+        recheck_interval = (await hook.aconfig()).event_recheck_interval
+    tail = EventTail(start=utcnow() - EVENT_VISIBILITY_LAG, recheck_interval=recheck_interval)
     while True:
         started = utcnow()
+        tail.begin(started)
+        fresh: list[Event] = []
         try:
-            events = [e async for e in hook.aiter_events(starting_after=cursor)]
+            while (call := tail.next_call()) is not None:
+                fresh.extend(tail.feed(await hook.arun(call)))
         except Exception as exc:
+            tail.fail()
             if not transient(exc):
                 raise
             log.warning("Polytomic events poll failed, will retry next interval: %s", exc)
-            yield EventTick((), started, ok=False)
+            yield EventTick(tuple(fresh), started, ok=False)
         else:
-            fresh = tuple(e for e in events if e.id not in seen)
-            for event in fresh:
-                seen[event.id] = event.created_at
-            cursor = max(cursor, started - EVENT_VISIBILITY_LAG)
-            # Ids only matter while their events can still be re-read inside the lag window.
-            floor = cursor - EVENT_VISIBILITY_LAG
-            seen = {k: v for k, v in seen.items() if v >= floor}
-            yield EventTick(fresh, started)
+            yield EventTick(tuple(fresh), started, horizon=tail.horizon)
         elapsed = (utcnow() - started).total_seconds()
         await asyncio.sleep(max(0.0, poll_interval - elapsed))
 

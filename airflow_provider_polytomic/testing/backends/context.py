@@ -14,12 +14,23 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from ..clock import FakeClock
 from ..faults import Faults
 
-__all__ = ["LOGS_INDEX_URL_STYLES", "FakeSettings", "Knob", "LogsIndexUrlStyle", "Org", "OrgAttribute"]
+__all__ = [
+    "EVENTS_ORDERS",
+    "LOGS_INDEX_URL_STYLES",
+    "EventsOrder",
+    "FakeSettings",
+    "Knob",
+    "LogsIndexUrlStyle",
+    "Org",
+    "OrgAttribute",
+]
 
 T = TypeVar("T")
 
 LogsIndexUrlStyle = Literal["absolute", "path", "omitted", "foreign"]
 LOGS_INDEX_URL_STYLES: tuple[LogsIndexUrlStyle, ...] = ("absolute", "path", "omitted", "foreign")
+EventsOrder = Literal["oldest_first", "newest_first", "shuffled"]
+EVENTS_ORDERS: tuple[EventsOrder, ...] = ("oldest_first", "newest_first", "shuffled")
 
 
 @dataclass
@@ -59,6 +70,11 @@ class FakeSettings:
     """How many polls of a log-export job answer ``running`` before it is ``done``."""
     console_log_limit: int = 50
     """Most console-log entries one request returns (Polytomic documents 50)."""
+    events_order: EventsOrder = "oldest_first"
+    """How ``GET /api/events`` orders a page, which Polytomic does not document:
+    ``oldest_first`` (a window's oldest ``limit`` events, oldest first), ``newest_first``
+    (the newest ``limit``, newest first) or ``shuffled`` (the oldest ``limit``, in a random,
+    seeded order)."""
     model_executions_page_size: int = 50
     """Executions per page of ``GET /api/syncs/{id}/executions`` (Polytomic does not document it;
     the bulk listing takes ``limit``)."""

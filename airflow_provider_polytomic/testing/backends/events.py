@@ -116,15 +116,15 @@ class EventsBackend:
     ) -> list[dict[str, Any]]:
         """One ``GET /api/events`` answer for validated parameters.
 
-        Polytomic does not document the order of a page: the fault knobs ``newest_first``
-        (newest ``limit`` events, newest first) and ``reorder_events`` (shuffled, seeded) give
-        the variants a consumer must survive; by default the oldest ``limit``, oldest first.
+        Polytomic does not document the order of a page: the ``events_order`` setting gives
+        the variants a consumer must survive (see :class:`~.context.FakeSettings`).
         """
+        order = self._org.settings.events_order
         rows = self.rows(type, starting_after, ending_before)
-        if self._org.faults.newest_first:
+        if order == "newest_first":
             rows.reverse()
         rows = rows[:limit]
-        if self._org.faults.reorder_events:
+        if order == "shuffled":
             with self._org.lock:
                 self._org.random.shuffle(rows)
         return [dict(r.event) for r in rows]
