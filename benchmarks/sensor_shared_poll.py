@@ -1,6 +1,7 @@
 """Benchmark: N waiting sensors in deferrable mode, this provider's shared poll vs naive polling.
 
-For N = 1, 10, 100, 1000 sensors waiting on N different executions, it runs in one process:
+Part 1. For N = 1, 10, 100, 1000 sensors waiting on N different executions, it runs in one
+process:
 
 * **provider**: N ``PolytomicSyncTrigger`` on Airflow 3.3's own ``SharedStreamManager`` (as the
   triggerer runs them): one events poll per interval for all, status read on nomination;
@@ -9,16 +10,27 @@ For N = 1, 10, 100, 1000 sensors waiting on N different executions, it runs in o
 
 and prints API requests per poll interval while waiting, detection latency (sync finished ->
 trigger fired) p50/p99, and peak Python memory of the waiting side, with ratios naive/provider.
-The fake Polytomic server runs in a separate process so it does not share the GIL.
+
+Part 2, a busy organization: N = 1,000 deferred sensors while unrelated syncs emit 2,000
+events a minute, once per order in which the fake serves event pages (oldest first, newest
+first, shuffled). It prints events and status requests per interval, the goal
+``3 + ceil(new events per interval / 100)``, detection p50/p99 and peak memory. The measured
+window spans a whole late-visibility re-read cycle (60 s by default), so its pages count.
+
+The fake Polytomic server (and the event emitter) run in separate processes so they do not
+share the GIL.
 
     python benchmarks/sensor_shared_poll.py [--sizes 1,10,100,1000] [--interval 1.0]
+    python benchmarks/sensor_shared_poll.py --sizes '' --busy-orders oldest_first,newest_first,shuffled
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -26,6 +38,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 from statistics import quantiles
 from typing import Any
 
@@ -36,9 +49,18 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
-def start_fake() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_fake(events_order: str = "oldest_first") -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_polytomic.testing", "serve", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_polytomic.testing",
+            "serve",
+            "--port",
+            "0",
+            "--events-order",
+            events_order,
+        ],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -196,7 +218,139 @@ async def measure(kind: str, n: int, interval: float, info: dict[str, Any]) -> d
         }
 
 
+# ------------------------------------------------------------------ a busy organization
+
+
+def emit(url: str, per_minute: int, count_file: str) -> None:
+    """Emitter process: unrelated syncs start and complete (two events each) at ``per_minute``
+    events a minute, until killed. Writes how many events it emitted to ``count_file``."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        syncs = [client.post("/_fake/syncs", json={"name": f"unrelated-{i}"}).json()["id"] for i in range(50)]
+        began, emitted = time.monotonic(), 0
+        while True:
+            due = int((time.monotonic() - began) * per_minute / 60)
+            while emitted + 2 <= due:
+                sync_id = syncs[(emitted // 2) % len(syncs)]
+                execution_id = client.post(f"/_fake/syncs/{sync_id}/executions", json={}).json()["id"]
+                client.post(f"/_fake/syncs/{sync_id}/executions/{execution_id}/complete", json={})
+                emitted += 2
+            # Replaced whole, so a reader never sees a half-written count.
+            Path(count_file + ".tmp").write_text(str(emitted))
+            os.replace(count_file + ".tmp", count_file)
+            time.sleep(0.05)
+
+
+def emitted_events(count_file: str) -> int:
+    try:
+        return int(Path(count_file).read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def measure_busy(order: str, n: int, interval: float, per_minute: int, window: float) -> dict[str, float]:
+    proc, info = start_fake(order)
+    count_file = tempfile.mktemp(prefix="bench-emitted-")
+    emitter = None
+    try:
+        os.environ["AIRFLOW_CONN_POLYTOMIC_DEFAULT"] = json.dumps(
+            {"conn_type": "polytomic", "host": info["url"], "password": info["api_key"]}
+        )
+        emitter = subprocess.Popen(
+            [sys.executable, __file__, "--emit", info["url"], str(per_minute), count_file],
+            start_new_session=True,
+        )
+        return asyncio.run(busy(n, interval, window, info, count_file))
+    finally:
+        if emitter is not None:
+            os.killpg(emitter.pid, signal.SIGTERM)
+            emitter.wait(timeout=10)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        Path(count_file).unlink(missing_ok=True)
+
+
+async def busy(
+    n: int, interval: float, window: float, info: dict[str, Any], count_file: str
+) -> dict[str, float]:
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=info["url"], timeout=60, limits=limits) as control:
+        pairs = await make_executions(control, n)
+        while emitted_events(count_file) < 100:  # the organization is busy before anyone waits
+            await asyncio.sleep(0.2)
+        tracemalloc.start()
+        task = asyncio.create_task(run_provider(pairs, interval, {}))
+        while await api_requests(control, "/api/syncs/") < n:
+            await asyncio.sleep(interval / 4)
+        await until_quiet(control, interval)
+        events_before = await api_requests(control, "/api/events")
+        status_before = await api_requests(control, "/api/syncs/")
+        emitted_before = emitted_events(count_file)
+        samples = [events_before]
+        began = time.monotonic()
+        while time.monotonic() - began < window:
+            await asyncio.sleep(interval)
+            samples.append(await api_requests(control, "/api/events"))
+        elapsed_intervals = (time.monotonic() - began) / interval
+        status_after = await api_requests(control, "/api/syncs/")
+        new_per_interval = (emitted_events(count_file) - emitted_before) / elapsed_intervals
+        per_sample = [b - a for a, b in itertools.pairwise(samples)]
+        finished: dict[str, float] = {}
+        for sync_id, execution_id in pairs:
+            await control.post(f"/_fake/syncs/{sync_id}/executions/{execution_id}/complete", json={})
+            finished[execution_id] = time.monotonic()
+            await asyncio.sleep(2.0 / n)
+        fired = await asyncio.wait_for(task, 600)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        latencies = sorted(fired[e] - finished[e] for e in finished)
+        return {
+            "events_per_interval": (samples[-1] - events_before) / elapsed_intervals,
+            "events_max_sample": float(max(per_sample)),
+            "status_per_interval": (status_after - status_before) / elapsed_intervals,
+            "new_per_interval": new_per_interval,
+            "goal": 3 + math.ceil(new_per_interval / 100),
+            "p50": pct(latencies, 50),
+            "p99": pct(latencies, 99),
+            "peak_mib": peak / 2**20,
+        }
+
+
+def print_busy(args: argparse.Namespace) -> None:
+    from airflow_provider_polytomic.sync_wait import DEFAULT_STATUS_CHECK_INTERVAL
+
+    orders = [o for o in args.busy_orders.split(",") if o]
+    if not orders:
+        return
+    n, rate = args.busy_n, args.busy_rate
+    print(
+        f"\nbusy organization: {n} deferred sensors, unrelated syncs emitting {rate} events/min, "
+        f"poll interval {args.interval:.1f} s, measured over {args.busy_window:.0f} s"
+    )
+    print(
+        f"{'order':>13} | {'new events':>10} | {'events requests/interval':>27} | {'goal':>4} | "
+        f"{'status req/interval':>19} | {'p50 s':>6} | {'p99 s':>6} | {'peak MiB':>8}"
+    )
+    print(f"{'':>13} | {'/interval':>10} | {'mean   max in a 1 s sample':>27} | {'':>4} | {'':>19} |")
+    for order in orders:
+        r = measure_busy(order, n, args.interval, rate, args.busy_window)
+        print(
+            f"{order:>13} | {r['new_per_interval']:>10.1f} | {r['events_per_interval']:>8.2f} "
+            f"{r['events_max_sample']:>18.0f} | {r['goal']:>4.0f} | {r['status_per_interval']:>19.2f} | "
+            f"{r['p50']:>6.2f} | {r['p99']:>6.2f} | {r['peak_mib']:>8.1f}",
+            flush=True,
+        )
+    print(
+        f"status fallback: one read per waiting sensor per status_check_interval "
+        f"({DEFAULT_STATUS_CHECK_INTERVAL:.0f} s by default), i.e. {n / DEFAULT_STATUS_CHECK_INTERVAL:.1f} "
+        "requests/s on average for these sensors once their first interval has passed "
+        "(the window above starts right after start-up, before any fallback is due)."
+    )
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--emit":
+        emit(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        return
     # Imported before tracemalloc starts, so module code is not counted as waiting memory.
     import airflow.triggers.shared_stream  # noqa: F401
 
@@ -212,7 +366,28 @@ def main() -> None:
         default=100,
         help="skip the naive side above this N: its N loops saturate a 2-core machine and the fake",
     )
+    parser.add_argument(
+        "--busy-orders",
+        default="oldest_first,newest_first,shuffled",
+        help="event page orders for the busy-organization part ('' skips it)",
+    )
+    parser.add_argument("--busy-n", type=int, default=1000, help="deferred sensors in the busy part")
+    parser.add_argument(
+        "--busy-rate", type=int, default=2000, help="unrelated events a minute in the busy part"
+    )
+    parser.add_argument(
+        "--busy-window",
+        type=float,
+        default=65.0,
+        help="seconds measured (default: one late-visibility re-read cycle and a little more)",
+    )
     args = parser.parse_args()
+    if args.sizes:
+        print_sizes(args)
+    print_busy(args)
+
+
+def print_sizes(args: argparse.Namespace) -> None:
     print(f"poll interval {args.interval:.1f} s; fake Polytomic server in its own process, fresh per row")
     print(
         f"{'N':>5} | {'API requests/interval':>29} | {'latency p50 s':>15} | "

@@ -1,5 +1,6 @@
-"""Load: the hook's memory stays flat over a 48-hour window of 100,000 events, and 1,000
-waiting triggers share one events poll.
+"""Load: the hook's memory stays flat over a 48-hour window of 100,000 events, 1,000
+waiting triggers share one events poll, and in a busy organization a poll costs its new
+events, not its window, whatever the server's page order.
 
 The 100,000-event window is served by the fake Polytomic in a child process, so tracemalloc
 in this process measures the hook alone (the fake's own allocations would otherwise be
@@ -9,10 +10,14 @@ counted).
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -22,14 +27,14 @@ import pytest
 from airflow.triggers.shared_stream import SharedStreamManager
 
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
-from airflow_provider_polytomic.testing import FakePolytomic
+from airflow_provider_polytomic.testing import EVENTS_ORDERS, FakePolytomic
 from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
 from tests.modes import first_event_via_shared_stream
 
 CHILD = r"""
 import json, sys
 from datetime import datetime, timedelta, timezone
-from airflow_provider_polytomic.testing import FakePolytomic
+from airflow_provider_polytomic.testing import EVENTS_ORDERS, FakePolytomic
 
 n = int(sys.argv[1])
 fake = FakePolytomic().start()
@@ -168,3 +173,110 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
     # bound: on a busy 2-core machine running the fake and 1,000 triggers in one process,
     # half of them still fire within a few poll intervals of their sync finishing.
     assert p50 <= interval + 4.0, latencies[-20:]
+
+
+# ------------------------------------------------------- a busy organization, every order
+
+
+class _Chatter(threading.Thread):
+    """Unrelated syncs emitting ``rate`` events a second (running, then completed)."""
+
+    def __init__(self, fake: FakePolytomic, rate: int) -> None:
+        super().__init__(daemon=True)
+        self.fake, self.rate = fake, rate
+        self.syncs = [fake.add_sync(f"unrelated-{i}") for i in range(50)]
+        self.halt = threading.Event()
+        self.emitted = 0
+
+    def run(self) -> None:
+        while not self.halt.wait(0.05):
+            for _ in range(self.rate // 40):
+                sync_id = self.syncs[self.emitted % len(self.syncs)]
+                self.fake.complete_execution(sync_id, self.fake.start_execution(sync_id))
+                self.emitted += 2
+
+
+def _ticks(requests: list, gap: float) -> list[list]:
+    """Events requests grouped by poll: a poll's requests follow each other closely."""
+    groups: list[list] = []
+    for req in requests:
+        if groups and (req.time - groups[-1][-1].time).total_seconds() < gap:
+            groups[-1].append(req)
+        else:
+            groups.append([req])
+    return groups
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("order", EVENTS_ORDERS)
+def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn: FakePolytomic, order):
+    """200 deferred sensors while unrelated syncs emit about 250 events a second: each poll
+    costs at most 3 + ceil(new events / 100) events requests (it used to re-read the whole
+    60 s window: 150 requests a poll here), and every sensor fires once, on its execution."""
+    fake = polytomic_conn
+    fake.events_order = order
+    n, interval, rate, watched = 200, 1.0, 250, 8
+    sync_ids = [fake.add_sync(f"s{i}") for i in range(n)]
+    fake.clock.advance(-300)
+    executions = {s: fake.start_execution(s) for s in sync_ids}
+    fake.clock.advance(300)
+    chatter = _Chatter(fake, rate)
+
+    def events_requests() -> list:
+        return [r for r in list(fake.requests) if r.path == "/api/events"]
+
+    async def scenario() -> tuple[list[dict], list[list], list[datetime]]:
+        manager = SharedStreamManager()
+        triggers = [
+            PolytomicSyncTrigger(
+                polytomic_conn_id="polytomic_default",
+                sync_id=s,
+                execution_id=executions[s],
+                baseline=datetime.now(timezone.utc),
+                poll_interval=interval,
+            )
+            for s in sync_ids
+        ]
+        fired: dict[int, float] = {}
+        chatter.start()
+        await asyncio.sleep(2 * interval)  # the organization is busy before anyone waits
+        tasks = [
+            asyncio.create_task(first_event_via_shared_stream(manager, i, t, fired))
+            for i, t in enumerate(triggers)
+        ]
+        while sum(1 for r in list(fake.requests) if "/executions/" in r.path) < n:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
+        first = len(events_requests())
+        await asyncio.sleep(interval * watched)
+        polls = _ticks(events_requests()[first:], gap=interval / 2)
+        for trigger in triggers:
+            fake.complete_execution(trigger.sync_id, executions[trigger.sync_id])
+            await asyncio.sleep(0.005)
+        payloads = await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        await manager.stop_all()
+        chatter.halt.set()
+        created = sorted(
+            datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")) for e in fake.events()
+        )
+        return payloads, polls, created
+
+    try:
+        payloads, polls, created = asyncio.run(scenario())
+    finally:
+        chatter.halt.set()
+        chatter.join()
+    assert all(p["status"] == "finished" for p in payloads)
+    assert [p["result"]["execution_id"] for p in payloads] == [executions[s] for s in sync_ids]
+    # Whole polls only: the first and last groups may be cut by the watch window.
+    polls = polls[1:-1]
+    assert len(polls) >= watched - 3, [len(p) for p in polls]
+    costs = []
+    for previous, poll in itertools.pairwise(polls):
+        # Everything this poll could have read that the previous one could not.
+        new = bisect.bisect_right(created, poll[-1].time) - bisect.bisect_left(created, previous[0].time)
+        costs.append((len(poll), new))
+    print(f"\n{order}: (events requests, new events) per poll: {costs}")
+    for requests, new in costs:
+        assert requests <= 3 + math.ceil(new / 100), costs
+    assert sum(new for _, new in costs) >= 100 * len(costs), costs  # more than a page per poll

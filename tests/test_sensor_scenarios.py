@@ -1,6 +1,7 @@
-"""PolytomicSyncSensor scenarios, each run in poke, reschedule and deferrable mode.
+"""PolytomicSyncSensor scenarios, each run in poke, reschedule and deferrable mode, against
+the fake server answering event pages oldest first, newest first and shuffled.
 
-Each scenario states one expected answer; the three modes must all give it.
+Each scenario states one expected answer; every mode must give it in every ordering.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,7 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, A
 
 from airflow_provider_polytomic.exceptions import PolytomicSyncFailedError
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor
-from airflow_provider_polytomic.testing import FakePolytomic
+from airflow_provider_polytomic.testing import EVENTS_ORDERS, EventsOrder, FakePolytomic
 from tests.modes import MODES, run_sensor
 
 POKE = 0.1
@@ -95,9 +97,8 @@ def _event_dropped(fake: FakePolytomic) -> dict[str, Any]:
     return {"sync_id": sync_id}
 
 
-def _duplicated_reordered(fake: FakePolytomic) -> dict[str, Any]:
+def _duplicated(fake: FakePolytomic) -> dict[str, Any]:
     fake.faults.duplicate_events = True
-    fake.faults.reorder_events = True
     return _with_execution("completed", inserted=[{"id": 1}], updated=[{"id": 2}, {"id": 3}])(fake)
 
 
@@ -169,8 +170,8 @@ SCENARIOS = [
         sensor={"status_check_interval": 0.3},
     ),
     Scenario(
-        "duplicated and reordered events",
-        _duplicated_reordered,
+        "duplicated events",
+        _duplicated,
         {"status": "completed", "counts.inserted": 1, "counts.updated": 2, "event_id": "set"},
     ),
     Scenario(
@@ -229,10 +230,14 @@ def _lookup(summary: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+@pytest.mark.parametrize("order", EVENTS_ORDERS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_scenario(scenario: Scenario, mode: str, polytomic_conn: FakePolytomic, caplog, capsys) -> None:
+def test_scenario(
+    scenario: Scenario, mode: str, order: EventsOrder, polytomic_conn: FakePolytomic, caplog, capsys
+) -> None:
     caplog.set_level(logging.INFO)
+    polytomic_conn.events_order = order
     kwargs = scenario.setup(polytomic_conn)
 
     def make(m: str) -> PolytomicSyncSensor:
@@ -274,8 +279,12 @@ def test_scenario(scenario: Scenario, mode: str, polytomic_conn: FakePolytomic, 
         assert "completed with errors" in caplog.text + capsys.readouterr().out
 
 
+@pytest.mark.parametrize("order", EVENTS_ORDERS)
 @pytest.mark.parametrize("mode", MODES)
-def test_failure_without_execution_id_can_be_retried(polytomic_conn: FakePolytomic, mode: str) -> None:
+def test_failure_without_execution_id_can_be_retried(
+    polytomic_conn: FakePolytomic, mode: str, order: EventsOrder
+) -> None:
+    polytomic_conn.events_order = order
     sync_id = polytomic_conn.add_sync()
     later(
         0.3,
@@ -314,3 +323,97 @@ def test_event_ahead_of_status_is_rechecked_next_poll(polytomic_conn: FakePolyto
     polytomic_conn.complete_execution(sync_id, execution_id)
     result = waiter.check()
     assert result is not None and result.status == "completed"
+
+
+# ------------------------------------------------------- a dropped completion, poke by poke
+
+
+def _pokes(requests: list[Any]) -> list[list[str]]:
+    """API requests grouped by poke: every poke starts with its one events request."""
+    pokes: list[list[str]] = []
+    for req in requests:
+        if req.path == "/api/events":
+            pokes.append([])
+        if pokes:
+            pokes[-1].append(req.path)
+    return pokes
+
+
+class _Chatter:
+    """Unrelated syncs of a busy organization emitting events while the sensor waits."""
+
+    def __init__(self, fake: FakePolytomic, events_per_second: int) -> None:
+        self.fake, self.rate = fake, events_per_second
+        self.syncs = [fake.add_sync(f"other-{i}") for i in range(20)]
+        self.emitted = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            for _ in range(self.rate // 20):
+                sync_id = self.syncs[self.emitted % len(self.syncs)]
+                # sync.running, then sync.completed (dropped, like every completion here)
+                self.fake.complete_execution(sync_id, self.fake.start_execution(sync_id))
+                self.emitted += 2
+
+
+@pytest.mark.parametrize("order", EVENTS_ORDERS)
+@pytest.mark.parametrize("busy", [False, True], ids=["quiet", "busy"])
+@pytest.mark.parametrize("known", [True, False], ids=["execution_id", "no_execution_id"])
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_a_dropped_completion_is_found_by_the_next_poke(
+    polytomic_conn: FakePolytomic, mode: str, known: bool, busy: bool, order: EventsOrder
+) -> None:
+    """Polytomic never shows the completion event. With the default status_check_interval
+    (300 s) the sensor still finishes within one poke interval (+1 s) of the completion, and
+    no poke costs more than two requests (one events page, one status read), even when the
+    organization emits far more than a page of unrelated events per poke."""
+    fake = polytomic_conn
+    fake.events_order = order
+    fake.faults.drop_events = {"sync.completed"}
+    poke_interval = 1.0
+    sync_id = fake.add_sync("contacts")
+    execution_id = fake.start_execution(sync_id)
+    chatter = _Chatter(fake, events_per_second=300 if busy else 0)
+    if known:
+        kwargs: dict[str, Any] = {"execution_id": execution_id}
+    else:
+        # The first execution finishing after the baseline; no event ever names it.
+        kwargs = {"completed_after": (fake.clock.now() - timedelta(milliseconds=1)).isoformat()}
+    completed_at: list[float] = []
+
+    def complete() -> None:
+        fake.complete_execution(sync_id, execution_id, inserted=[{"id": 1}])
+        completed_at.append(time.monotonic())
+
+    def make(m: str) -> PolytomicSyncSensor:
+        return PolytomicSyncSensor(
+            task_id="wait",
+            sync_id=sync_id,
+            poke_interval=poke_interval,
+            timeout=60,
+            mode=m,
+            **kwargs,
+        )
+
+    first = len(fake.requests)
+    chatter.thread.start()
+    try:
+        later(2.5, complete)
+        summary = run_sensor(make, mode, wall_timeout=30)
+        finished = time.monotonic()
+    finally:
+        chatter.stop.set()
+        chatter.thread.join()
+    assert summary["execution_id"] == execution_id and summary["status"] == "completed"
+    assert summary["event_id"] is None  # the status endpoint decided
+    assert finished - completed_at[0] <= poke_interval + 1.0, finished - completed_at[0]
+    mine = [r for r in fake.requests[first:] if r.path.startswith("/api/")]
+    pokes = _pokes(mine)
+    assert len(pokes) >= 3
+    assert max(len(p) for p in pokes) <= 2, pokes
+    assert all(p[0] == "/api/events" and p[1] != "/api/events" for p in pokes)
+    if busy:
+        # More than a page of unrelated events arrived per poke, yet each poke read one page.
+        assert chatter.emitted > 100 * len(pokes), (chatter.emitted, len(pokes))
