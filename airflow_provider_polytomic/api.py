@@ -431,11 +431,15 @@ class EventPager:
     * **neither** (shuffled): the pager reads just below, inside and just above the page
       once, to learn which end the server keeps, then continues as above. If the server
       keeps neither end (an arbitrary subset), windows are halved until a page is not full.
+      A page whose timestamps are too few to show an order reliably (a shuffled page of
+      fewer than about ten distinct ones is sorted by chance too often) counts as shuffled.
     * a full page whose events all share **one timestamp**: more events than ``limit`` at one
       instant cannot be told apart by time filters; the pager logs a warning and reads on
       around that instant.
 
-    A ``pagination.next_page_token`` is followed if a server ever sends one. Events come out
+    A server that treats the bounds as inclusive is detected (an event at a bound it was
+    sent) and then sent the window's own bounds. A ``pagination.next_page_token`` is
+    followed if a server ever sends one. Events come out
     de-duplicated by id and, with ``ordered=True``, sorted by ``(created_at, id)``; with
     ``ordered=False`` each page's new events come out at once (for short windows whose
     readers do not need the order).
@@ -489,6 +493,11 @@ class EventPager:
     def done(self) -> bool:
         """Whether the window has been read completely."""
         return not self._pending and self._current is None
+
+    @property
+    def frontier(self) -> datetime | None:
+        """The oldest instant still to be read (None when done)."""
+        return min((w.lo for w in self._pending), default=None)
 
     @property
     def held(self) -> int:
@@ -630,7 +639,7 @@ class EventPager:
             self._buffer.setdefault(event.id, event)
         # Every unread window lies at or after its lo, so what is older than the oldest
         # unread window can no longer be preceded by anything.
-        frontier = min((w.lo for w in self._pending), default=None)
+        frontier = self.frontier
         ready = [e for e in self._buffer.values() if frontier is None or e.created_at < frontier]
         ready.sort(key=lambda e: (e.created_at, e.id))
         for event in ready:
@@ -687,7 +696,10 @@ class EventTail:
     before which every event that showed up within ``lag`` has been returned.
 
     A driver that may only send one request per round (a sensor's poke) stops after one
-    :meth:`next_call`; the unfinished read continues next round. After a failed request
+    :meth:`next_call`; the unfinished read continues next round. With ``max_behind``, a
+    read that has fallen further behind than that (more events arrive per round than one
+    page holds) is given up for the most recent ``max_behind`` of events, which bounds
+    memory and keeps such a driver looking at what just happened. After a failed request
     call :meth:`fail`: the round's unfinished reads start again from what was completed.
     """
 
@@ -701,6 +713,7 @@ class EventTail:
         overlap_events: int = EVENT_TAIL_OVERLAP_EVENTS,
         recheck_pages: int = 1,
         max_recheck_backlog: timedelta = MAX_RECHECK_BACKLOG,
+        max_behind: timedelta | None = None,
         limit: int = EVENTS_PAGE_LIMIT,
     ) -> None:
         if recheck_interval is not None and not recheck_interval > 0:
@@ -712,6 +725,7 @@ class EventTail:
         self._overlap_events = max(1, overlap_events)
         self._recheck_pages = max(1, recheck_pages)
         self._max_backlog = max_recheck_backlog
+        self._max_behind = max_behind
         self._limit = limit
         self._newest: datetime | None = None
         self._seen: dict[str, datetime] = {}
@@ -742,8 +756,16 @@ class EventTail:
     def begin(self, now: datetime) -> None:
         """Start a round at ``now`` (this process's clock)."""
         self._now = _aware(now)
+        skip_to = None if self._max_behind is None else self._now - self._max_behind
+        frontier = None if self._inc is None else self._inc.frontier
+        behind = skip_to is not None and frontier is not None and frontier < skip_to
+        if behind:
+            log.debug("Polytomic events arrive faster than this reader follows; skipping ahead.")
+            self._inc = None
         if self._inc is None:
             self._inc_lower = self._incremental_lower()
+            if behind and skip_to is not None:
+                self._inc_lower = max(self._inc_lower, skip_to)
             self._inc = EventPager(starting_after=self._inc_lower - _ONE_US, limit=self._limit, ordered=False)
             self._inc_newest = None
         if self._recheck is not None and self._sweep is None:

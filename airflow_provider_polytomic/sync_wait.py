@@ -436,7 +436,8 @@ class SyncWaiter:
       stopped (a new instance, as in reschedule mode, starts again from the baseline less
       :data:`EVENT_VISIBILITY_LAG`). Events only name and describe the execution, so an
       organization with more events per poke than one page holds delays nothing: the
-      status read decides, and the result may then carry no ``event_id``;
+      status read decides, and the result may then carry no ``event_id``. A read more than
+      :data:`EVENT_VISIBILITY_LAG` behind skips ahead to the recent events;
     * the status: a GET of the execution when its id is known, else the sync's finished
       executions, newest first, which stop at the first one that finished before the
       baseline (one page while nothing has finished), plus a GET of each execution an event
@@ -452,7 +453,9 @@ class SyncWaiter:
         """Read one page of events, then the status. Returns the result when finished."""
         now = now or utcnow()
         if self._tail is None:
-            self._tail = EventTail(start=self.watch.events_since(now), recheck_interval=None)
+            self._tail = EventTail(
+                start=self.watch.events_since(now), recheck_interval=None, max_behind=EVENT_VISIBILITY_LAG
+            )
         self._tail.begin(now)
         call = self._tail.next_call()
         if call is not None:

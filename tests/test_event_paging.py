@@ -262,6 +262,28 @@ def test_a_failed_request_loses_nothing(polytomic_conn: FakePolytomic, order, mo
     assert sorted(got) == sorted(e["id"] for e in made)
 
 
+@pytest.mark.parametrize("order", EVENTS_ORDERS)
+def test_a_one_page_reader_that_falls_behind_skips_to_recent_events(polytomic_conn: FakePolytomic, order):
+    """A poke reads one page per round; a backlog bigger than that is given up for the last
+    ``max_behind`` of events, so the poke sees what just happened."""
+    fake = polytomic_conn
+    fake.events_order = order
+    hook = PolytomicHook()
+    now = fake.clock.now()
+    add_events(fake, 1500, start=now - timedelta(minutes=5), step=timedelta(milliseconds=40))
+    recent = add_events(fake, 40, start=now - timedelta(seconds=20), step=timedelta(milliseconds=300))
+    tail = api.EventTail(
+        start=now - timedelta(minutes=6), recheck_interval=None, max_behind=timedelta(seconds=60)
+    )
+    seen: list[str] = []
+    for _ in range(3):
+        tail.begin(datetime.now(timezone.utc))
+        call = tail.next_call()
+        assert call is not None
+        seen.extend(e.id for e in tail.feed(hook.run(call)))
+    assert {e["id"] for e in recent} <= set(seen)
+
+
 # ----------------------------------------------------- simulated servers (no I/O involved)
 
 US = timedelta(microseconds=1)
