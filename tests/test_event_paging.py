@@ -14,6 +14,7 @@ bounds, tiny limits), as a property test.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -243,7 +244,7 @@ def test_a_failed_request_loses_nothing(polytomic_conn: FakePolytomic, order, mo
     fake = polytomic_conn
     fake.events_order = order
     conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 0}}
-    monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_FLAKY", __import__("json").dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_FLAKY", json.dumps(conn))
     hook = PolytomicHook("polytomic_flaky")
     tail = api.EventTail(start=fake.clock.now() - timedelta(seconds=1), recheck_interval=None)
     made = add_events(fake, 330, start=fake.clock.now(), step=timedelta(microseconds=100))

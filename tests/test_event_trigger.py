@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -335,6 +336,36 @@ async def test_duplicates_and_reordering(polytomic_conn: FakePolytomic) -> None:
         await runner.close()
     assert got == [e["id"] for e in expected]  # each once, oldest first
     assert len(set(got)) == len(got)
+
+
+async def test_an_event_that_shows_up_late_is_still_yielded(
+    polytomic_conn: FakePolytomic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event that appears in the API almost a minute after its created_at, long after the
+    shared poll read past it, comes through the poll's late-visibility re-read, once."""
+    fake = polytomic_conn
+    conn = {
+        "conn_type": "polytomic",
+        "host": fake.url,
+        "password": fake.api_key,
+        "extra": {"event_recheck_interval": 0.2},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_DEFAULT", json.dumps(conn))
+    a = fake.add_sync("a")
+    runner = await Runner(trigger(sync_ids=[a], lookback=120)).start()
+    try:
+        first = complete(fake, a)
+        assert (await runner.next())["id"] == first["id"]
+        late = fake.add_event(
+            "sync.completed",
+            {"sync_id": a, "execution_id": "late"},
+            created_at=fake.clock.now() - timedelta(seconds=59.5),
+        )
+        assert (await runner.next())["id"] == late["id"]
+        after = complete(fake, a)
+        assert (await runner.next())["id"] == after["id"]  # and not the late one again
+    finally:
+        await runner.close()
 
 
 # --------------------------------------------------------------------------- 48 hours
