@@ -14,8 +14,10 @@ trigger fired) p50/p99, and peak Python memory of the waiting side, with ratios 
 Part 2, a busy organization: N = 1,000 deferred sensors while unrelated syncs emit 2,000
 events a minute, once per order in which the fake serves event pages (oldest first, newest
 first, shuffled). It prints events and status requests per interval, the goal
-``3 + ceil(new events per interval / 100)``, detection p50/p99 and peak memory. The measured
-window spans a whole late-visibility re-read cycle (60 s by default), so its pages count.
+``3 + ceil(new events per interval / 100)``, detection p50/p99 and peak memory. The emitter
+runs for one visibility lag (60 s) before the sensors start, and the measured window (90 s)
+holds at least one whole late-visibility re-read of a full minute of events, so its pages
+count.
 
 The fake Polytomic server (and the event emitter) run in separate processes so they do not
 share the GIL.
@@ -247,7 +249,9 @@ def emitted_events(count_file: str) -> int:
         return 0
 
 
-def measure_busy(order: str, n: int, interval: float, per_minute: int, window: float) -> dict[str, float]:
+def measure_busy(
+    order: str, n: int, interval: float, per_minute: int, window: float, warmup: float
+) -> dict[str, float]:
     proc, info = start_fake(order)
     count_file = tempfile.mktemp(prefix="bench-emitted-")
     emitter = None
@@ -259,7 +263,7 @@ def measure_busy(order: str, n: int, interval: float, per_minute: int, window: f
             [sys.executable, __file__, "--emit", info["url"], str(per_minute), count_file],
             start_new_session=True,
         )
-        return asyncio.run(busy(n, interval, window, info, count_file))
+        return asyncio.run(busy(n, interval, window, warmup, info, count_file))
     finally:
         if emitter is not None:
             os.killpg(emitter.pid, signal.SIGTERM)
@@ -270,13 +274,16 @@ def measure_busy(order: str, n: int, interval: float, per_minute: int, window: f
 
 
 async def busy(
-    n: int, interval: float, window: float, info: dict[str, Any], count_file: str
+    n: int, interval: float, window: float, warmup: float, info: dict[str, Any], count_file: str
 ) -> dict[str, float]:
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=info["url"], timeout=60, limits=limits) as control:
         pairs = await make_executions(control, n)
-        while emitted_events(count_file) < 100:  # the organization is busy before anyone waits
+        # The organization has been busy for a while before anyone waits, so the first
+        # late-visibility re-read has a full lag window of events to read.
+        while emitted_events(count_file) < 2:
             await asyncio.sleep(0.2)
+        await asyncio.sleep(warmup)
         tracemalloc.start()
         task = asyncio.create_task(run_provider(pairs, interval, {}))
         while await api_requests(control, "/api/syncs/") < n:
@@ -332,7 +339,7 @@ def print_busy(args: argparse.Namespace) -> None:
     )
     print(f"{'':>13} | {'/interval':>10} | {'mean   max in a 1 s sample':>27} | {'':>4} | {'':>19} |")
     for order in orders:
-        r = measure_busy(order, n, args.interval, rate, args.busy_window)
+        r = measure_busy(order, n, args.interval, rate, args.busy_window, args.busy_warmup)
         print(
             f"{order:>13} | {r['new_per_interval']:>10.1f} | {r['events_per_interval']:>8.2f} "
             f"{r['events_max_sample']:>18.0f} | {r['goal']:>4.0f} | {r['status_per_interval']:>19.2f} | "
@@ -378,8 +385,14 @@ def main() -> None:
     parser.add_argument(
         "--busy-window",
         type=float,
-        default=65.0,
-        help="seconds measured (default: one late-visibility re-read cycle and a little more)",
+        default=90.0,
+        help="seconds measured (default: long enough to hold a whole late-visibility re-read)",
+    )
+    parser.add_argument(
+        "--busy-warmup",
+        type=float,
+        default=60.0,
+        help="seconds the organization emits events before the sensors start (default: the lag)",
     )
     args = parser.parse_args()
     if args.sizes:
