@@ -51,6 +51,13 @@ def expected_order(events: list[dict[str, Any]]) -> list[str]:
     return [e["id"] for e in sorted(events, key=lambda e: (e["created_at"], e["id"]))]
 
 
+@pytest.fixture(params=EVENTS_ORDERS)
+def fake(request: pytest.FixtureRequest, polytomic_conn: FakePolytomic) -> FakePolytomic:
+    """The fake, with the default connection pointing at it, serving pages in each order."""
+    polytomic_conn.events_order = request.param
+    return polytomic_conn
+
+
 def bound(n: int) -> int:
     return math.ceil(n / 100) + 2
 
@@ -58,11 +65,9 @@ def bound(n: int) -> int:
 # ----------------------------------------------------------------------- paging a window
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
 @pytest.mark.parametrize("n", [0, 1, 99, 100, 101, 200, 250, 1000, 2500])
-def test_reading_n_events_costs_at_most_ceil_n_over_100_plus_2(polytomic_conn: FakePolytomic, order, n):
-    fake = polytomic_conn
-    fake.events_order = order
+def test_reading_n_events_costs_at_most_ceil_n_over_100_plus_2(fake: FakePolytomic, n):
+    order = fake.events_order
     start = fake.clock.now() - timedelta(minutes=30)
     made = add_events(fake, n, start=start, step=timedelta(milliseconds=7))
     # Unrelated events outside the window must cost nothing.
@@ -83,10 +88,8 @@ def test_reading_n_events_costs_at_most_ceil_n_over_100_plus_2(polytomic_conn: F
         assert req.query["limit"] == "100"
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_async_reading_costs_the_same(polytomic_conn: FakePolytomic, order):
-    fake = polytomic_conn
-    fake.events_order = order
+def test_async_reading_costs_the_same(fake: FakePolytomic):
+    order = fake.events_order
     start = fake.clock.now() - timedelta(minutes=10)
     made = add_events(fake, 450, start=start, step=timedelta(milliseconds=11))
     hook = PolytomicHook()
@@ -102,12 +105,10 @@ def test_async_reading_costs_the_same(polytomic_conn: FakePolytomic, order):
     assert len(events_requests(fake)) - before <= bound(450) + (0 if order in ORDERED else 3)
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
 @pytest.mark.parametrize("per_instant", [2, 7, 60])
-def test_ties_at_page_boundaries_lose_nothing(polytomic_conn: FakePolytomic, order, per_instant):
+def test_ties_at_page_boundaries_lose_nothing(fake: FakePolytomic, per_instant):
     """Several events share each timestamp, so pages end in the middle of a group of ties."""
-    fake = polytomic_conn
-    fake.events_order = order
+    order = fake.events_order
     start = fake.clock.now() - timedelta(minutes=10)
     made = add_events(fake, 700, start=start, step=timedelta(milliseconds=5), per_instant=per_instant)
     before = len(events_requests(fake))
@@ -118,12 +119,9 @@ def test_ties_at_page_boundaries_lose_nothing(polytomic_conn: FakePolytomic, ord
     assert requests <= math.ceil(700 / (100 - per_instant)) + 2 + (0 if order in ORDERED else 3)
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_a_page_made_of_one_instant_does_not_stall(polytomic_conn: FakePolytomic, order, caplog):
+def test_a_page_made_of_one_instant_does_not_stall(fake: FakePolytomic, caplog):
     """150 events at one instant cannot all be read through strict time filters; everything
     around the instant still is, nothing comes twice, and the reader says so."""
-    fake = polytomic_conn
-    fake.events_order = order
     start = fake.clock.now() - timedelta(minutes=10)
     before_instant = add_events(fake, 120, start=start, step=timedelta(milliseconds=3))
     instant = start + timedelta(seconds=5)
@@ -143,11 +141,9 @@ def test_a_page_made_of_one_instant_does_not_stall(polytomic_conn: FakePolytomic
     assert len(events_requests(fake)) - before <= 12
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
 @pytest.mark.parametrize("limit", [1, 2, 10])
-def test_a_strict_limit_is_respected(polytomic_conn: FakePolytomic, order, limit):
-    fake = polytomic_conn
-    fake.events_order = order
+def test_a_strict_limit_is_respected(fake: FakePolytomic, limit):
+    order = fake.events_order
     start = fake.clock.now() - timedelta(minutes=10)
     made = add_events(fake, 40, start=start, step=timedelta(milliseconds=13))
     hook = PolytomicHook()
@@ -165,12 +161,9 @@ def test_a_strict_limit_is_respected(polytomic_conn: FakePolytomic, order, limit
         assert len(sent) <= math.ceil(39 / (limit - 1)) + 1
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_memory_stays_bounded_when_the_server_walks_back(polytomic_conn: FakePolytomic, order):
+def test_memory_stays_bounded_when_the_server_walks_back(fake: FakePolytomic):
     """Newest-first pages cannot be emitted before the walk reaches the window's start; past
     ``max_buffered`` held events the newest are dropped and read again, in order."""
-    fake = polytomic_conn
-    fake.events_order = order
     start = fake.clock.now() - timedelta(minutes=10)
     made = add_events(fake, 1000, start=start, step=timedelta(milliseconds=9))
     hook = PolytomicHook()
@@ -194,10 +187,8 @@ def run_round(tail: api.EventTail, hook: PolytomicHook, now: datetime | None = N
     return out
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_each_round_reads_only_what_is_new(polytomic_conn: FakePolytomic, order):
-    fake = polytomic_conn
-    fake.events_order = order
+def test_each_round_reads_only_what_is_new(fake: FakePolytomic):
+    order = fake.events_order
     hook = PolytomicHook()
     # A busy past: 2,000 events in the last minute, which a round must not re-read.
     add_events(fake, 2000, start=fake.clock.now() - timedelta(seconds=59), step=timedelta(milliseconds=29))
@@ -214,12 +205,9 @@ def test_each_round_reads_only_what_is_new(polytomic_conn: FakePolytomic, order)
         assert requests <= math.ceil(new / 100) + 2 + (0 if order in ORDERED else 3), (new, requests)
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_late_events_are_caught_by_the_re_read(polytomic_conn: FakePolytomic, order):
+def test_late_events_are_caught_by_the_re_read(fake: FakePolytomic):
     """An event that shows up after the incremental read has moved past its created_at is
     delivered by the next re-read of the lag window, once, and the horizon then passes it."""
-    fake = polytomic_conn
-    fake.events_order = order
     hook = PolytomicHook()
     lag = timedelta(seconds=2)
     t0 = datetime.now(timezone.utc)
@@ -239,10 +227,7 @@ def test_late_events_are_caught_by_the_re_read(polytomic_conn: FakePolytomic, or
     assert tail.horizon > late_at
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_a_failed_request_loses_nothing(polytomic_conn: FakePolytomic, order, monkeypatch):
-    fake = polytomic_conn
-    fake.events_order = order
+def test_a_failed_request_loses_nothing(fake: FakePolytomic, monkeypatch):
     conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 0}}
     monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_FLAKY", json.dumps(conn))
     hook = PolytomicHook("polytomic_flaky")
@@ -263,12 +248,9 @@ def test_a_failed_request_loses_nothing(polytomic_conn: FakePolytomic, order, mo
     assert sorted(got) == sorted(e["id"] for e in made)
 
 
-@pytest.mark.parametrize("order", EVENTS_ORDERS)
-def test_a_one_page_reader_that_falls_behind_skips_to_recent_events(polytomic_conn: FakePolytomic, order):
+def test_a_one_page_reader_that_falls_behind_skips_to_recent_events(fake: FakePolytomic):
     """A poke reads one page per round; a backlog bigger than that is given up for the last
     ``max_behind`` of events, so the poke sees what just happened."""
-    fake = polytomic_conn
-    fake.events_order = order
     hook = PolytomicHook()
     now = fake.clock.now()
     add_events(fake, 1500, start=now - timedelta(minutes=5), step=timedelta(milliseconds=40))

@@ -17,7 +17,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -29,6 +28,7 @@ from airflow.triggers.shared_stream import SharedStreamManager
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.testing import EVENTS_ORDERS, FakePolytomic
 from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
+from tests.busy import Chatter
 from tests.modes import first_event_via_shared_stream
 
 CHILD = r"""
@@ -113,33 +113,39 @@ def test_hook_memory_is_flat_over_100k_events_in_48_hours() -> None:
 # ------------------------------------------------------------------- 1,000 triggers, one poll
 
 
+def _waiting_triggers(fake: FakePolytomic, n: int, interval: float) -> list[PolytomicSyncTrigger]:
+    """``n`` syncs each running an execution, and a trigger waiting on each. The executions
+    started five minutes ago, so their sync.running events lie before the poll's re-read
+    window: what is measured is the waiting, not the organization's past."""
+    sync_ids = [fake.add_sync(f"s{i}") for i in range(n)]
+    fake.clock.advance(-300)
+    executions = {s: fake.start_execution(s) for s in sync_ids}
+    fake.clock.advance(300)
+    return [
+        PolytomicSyncTrigger(
+            polytomic_conn_id="polytomic_default",
+            sync_id=s,
+            execution_id=executions[s],
+            baseline=datetime.now(timezone.utc),
+            poll_interval=interval,
+        )
+        for s in sync_ids
+    ]
+
+
 @pytest.mark.timeout(180)
 def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic) -> None:
     """Airflow 3.3's SharedStreamManager as the triggerer uses it: 1,000 waiting triggers cost
     at most 3 events requests per poll interval, and every one fires on its own execution."""
     fake = polytomic_conn
     n, interval, watched = 1000, 1.0, 4
-    sync_ids = [fake.add_sync(f"s{i}") for i in range(n)]
-    # Started a while ago: their sync.running events lie before the poll's re-read window.
-    fake.clock.advance(-300)
-    executions = {s: fake.start_execution(s) for s in sync_ids}
-    fake.clock.advance(300)
+    triggers = _waiting_triggers(fake, n, interval)
 
     def events_requests() -> int:
         return sum(1 for r in fake.requests if r.path == "/api/events")
 
     async def scenario() -> tuple[list[dict], list[float], int]:
         manager = SharedStreamManager()
-        triggers = [
-            PolytomicSyncTrigger(
-                polytomic_conn_id="polytomic_default",
-                sync_id=s,
-                execution_id=executions[s],
-                baseline=datetime.now(timezone.utc),
-                poll_interval=interval,
-            )
-            for s in sync_ids
-        ]
         assert len({t.shared_stream_key() for t in triggers}) == 1
         fired: dict[int, float] = {}
 
@@ -155,7 +161,7 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
         steady = events_requests() - first
         finished_at: dict[int, float] = {}
         for i, trigger in enumerate(triggers):
-            fake.complete_execution(trigger.sync_id, executions[trigger.sync_id])
+            fake.complete_execution(trigger.sync_id, trigger.execution_id)
             finished_at[i] = time.monotonic()
             await asyncio.sleep(0.002)  # syncs finish over a few seconds, as in an organization
         payloads = await asyncio.wait_for(asyncio.gather(*tasks), 120)
@@ -166,7 +172,7 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
     print(f"\n1000 triggers: {steady} events requests in {watched} intervals; p50 {p50:.2f}s p99 {p99:.2f}s")
     assert all(p["status"] == "finished" for p in payloads)
-    assert [p["result"]["execution_id"] for p in payloads] == [executions[s] for s in sync_ids]
+    assert [p["result"]["execution_id"] for p in payloads] == [t.execution_id for t in triggers]
     # At most 3 events requests per poll interval (+1: a poll in flight at either end).
     assert steady <= 3 * watched + 1, steady
     # Detection latency is the benchmark's business (benchmarks/README.md); here only a sanity
@@ -176,24 +182,6 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
 
 
 # ------------------------------------------------------- a busy organization, every order
-
-
-class _Chatter(threading.Thread):
-    """Unrelated syncs emitting ``rate`` events a second (running, then completed)."""
-
-    def __init__(self, fake: FakePolytomic, rate: int) -> None:
-        super().__init__(daemon=True)
-        self.fake, self.rate = fake, rate
-        self.syncs = [fake.add_sync(f"unrelated-{i}") for i in range(50)]
-        self.halt = threading.Event()
-        self.emitted = 0
-
-    def run(self) -> None:
-        while not self.halt.wait(0.05):
-            for _ in range(self.rate // 40):
-                sync_id = self.syncs[self.emitted % len(self.syncs)]
-                self.fake.complete_execution(sync_id, self.fake.start_execution(sync_id))
-                self.emitted += 2
 
 
 def _ticks(requests: list, gap: float) -> list[list]:
@@ -216,27 +204,14 @@ def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn:
     fake = polytomic_conn
     fake.events_order = order
     n, interval, rate, watched = 200, 1.0, 250, 8
-    sync_ids = [fake.add_sync(f"s{i}") for i in range(n)]
-    fake.clock.advance(-300)
-    executions = {s: fake.start_execution(s) for s in sync_ids}
-    fake.clock.advance(300)
-    chatter = _Chatter(fake, rate)
+    triggers = _waiting_triggers(fake, n, interval)
+    chatter = Chatter(fake, rate, syncs=50)
 
     def events_requests() -> list:
         return [r for r in list(fake.requests) if r.path == "/api/events"]
 
     async def scenario() -> tuple[list[dict], list[list], list[datetime]]:
         manager = SharedStreamManager()
-        triggers = [
-            PolytomicSyncTrigger(
-                polytomic_conn_id="polytomic_default",
-                sync_id=s,
-                execution_id=executions[s],
-                baseline=datetime.now(timezone.utc),
-                poll_interval=interval,
-            )
-            for s in sync_ids
-        ]
         fired: dict[int, float] = {}
         chatter.start()
         await asyncio.sleep(2 * interval)  # the organization is busy before anyone waits
@@ -251,11 +226,11 @@ def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn:
         await asyncio.sleep(interval * watched)
         polls = _ticks(events_requests()[first:], gap=interval / 2)
         for trigger in triggers:
-            fake.complete_execution(trigger.sync_id, executions[trigger.sync_id])
+            fake.complete_execution(trigger.sync_id, trigger.execution_id)
             await asyncio.sleep(0.005)
         payloads = await asyncio.wait_for(asyncio.gather(*tasks), 120)
         await manager.stop_all()
-        chatter.halt.set()
+        chatter.stop()
         created = sorted(
             datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")) for e in fake.events()
         )
@@ -264,10 +239,9 @@ def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn:
     try:
         payloads, polls, created = asyncio.run(scenario())
     finally:
-        chatter.halt.set()
-        chatter.join()
+        chatter.stop()
     assert all(p["status"] == "finished" for p in payloads)
-    assert [p["result"]["execution_id"] for p in payloads] == [executions[s] for s in sync_ids]
+    assert [p["result"]["execution_id"] for p in payloads] == [t.execution_id for t in triggers]
     # Whole polls only: the first and last groups may be cut by the watch window.
     polls = polls[1:-1]
     assert len(polls) >= watched - 3, [len(p) for p in polls]

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, A
 from airflow_provider_polytomic.exceptions import PolytomicSyncFailedError
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor
 from airflow_provider_polytomic.testing import EVENTS_ORDERS, EventsOrder, FakePolytomic
+from tests.busy import Chatter
 from tests.modes import MODES, run_sensor
 
 POKE = 0.1
@@ -339,25 +340,6 @@ def _pokes(requests: list[Any]) -> list[list[str]]:
     return pokes
 
 
-class _Chatter:
-    """Unrelated syncs of a busy organization emitting events while the sensor waits."""
-
-    def __init__(self, fake: FakePolytomic, events_per_second: int) -> None:
-        self.fake, self.rate = fake, events_per_second
-        self.syncs = [fake.add_sync(f"other-{i}") for i in range(20)]
-        self.emitted = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.wait(0.1):
-            for _ in range(self.rate // 20):
-                sync_id = self.syncs[self.emitted % len(self.syncs)]
-                # sync.running, then sync.completed (dropped, like every completion here)
-                self.fake.complete_execution(sync_id, self.fake.start_execution(sync_id))
-                self.emitted += 2
-
-
 @pytest.mark.parametrize("order", EVENTS_ORDERS)
 @pytest.mark.parametrize("busy", [False, True], ids=["quiet", "busy"])
 @pytest.mark.parametrize("known", [True, False], ids=["execution_id", "no_execution_id"])
@@ -375,7 +357,7 @@ def test_a_dropped_completion_is_found_by_the_next_poke(
     poke_interval = 1.0
     sync_id = fake.add_sync("contacts")
     execution_id = fake.start_execution(sync_id)
-    chatter = _Chatter(fake, events_per_second=300 if busy else 0)
+    chatter = Chatter(fake, events_per_second=300 if busy else 0)
     if known:
         kwargs: dict[str, Any] = {"execution_id": execution_id}
     else:
@@ -398,14 +380,13 @@ def test_a_dropped_completion_is_found_by_the_next_poke(
         )
 
     first = len(fake.requests)
-    chatter.thread.start()
+    chatter.start()
     try:
         later(2.5, complete)
         summary = run_sensor(make, mode, wall_timeout=30)
         finished = time.monotonic()
     finally:
-        chatter.stop.set()
-        chatter.thread.join()
+        chatter.stop()
     assert summary["execution_id"] == execution_id and summary["status"] == "completed"
     assert summary["event_id"] is None  # the status endpoint decided
     assert finished - completed_at[0] <= poke_interval + 1.0, finished - completed_at[0]
