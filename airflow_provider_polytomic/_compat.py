@@ -1,18 +1,58 @@
 """Every Airflow import the provider makes goes through this module.
 
-Airflow 3 exposes the authoring API in ``airflow.sdk``; Airflow 2 had it spread over
-``airflow.models``, ``airflow.hooks`` and ``airflow.sensors``. Keeping the choice in one
-place means 2.x support is a change to this file alone.
+Supported: Airflow 2.11 and 3.0 to 3.3. Airflow 3 moved the authoring API into
+``airflow.sdk`` over several releases: 3.0 still has ``BaseHook`` in ``airflow.hooks.base``,
+and ``airflow.sdk.exceptions`` only gained the task exceptions in 3.2 (before, they live in
+``airflow.exceptions``, and importing them from there warns only from 3.2 on). Airflow 2 has it
+spread over ``airflow.models``, ``airflow.hooks`` and ``airflow.sensors``. Each name is
+taken from its newest home first, so no supported version warns about a deprecated import.
+
+Where the provider needs something Airflow offers no public API for, the one wrapper that
+reaches into Airflow lives here too, and ``tests/test_compat.py`` checks it against the
+installed Airflow, so a change in Airflow fails a test instead of the provider.
+
+The functions at the end give the test suite the few Airflow internals it drives (a
+``DagBag``, the shared-stream manager...), so that tests, too, depend on Airflow's layout
+only here.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-try:  # Airflow 3.x
+from airflow import __version__ as _airflow_version_string
+from airflow.plugins_manager import AirflowPlugin
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    parts: list[int] = []
+    for piece in text.split(".")[:3]:
+        digits = ""
+        for char in piece:
+            if not char.isdigit():
+                break
+            digits += char
+        parts.append(int(digits or 0))
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+AIRFLOW_VERSION: tuple[int, int, int] = _parse_version(str(_airflow_version_string))
+"""The installed Airflow's (major, minor, micro)."""
+
+AIRFLOW_V_3 = AIRFLOW_VERSION >= (3, 0, 0)
+AIRFLOW_V_3_3 = AIRFLOW_VERSION >= (3, 3, 0)
+"""Airflow 3.3 added shared trigger streams and the asset state store."""
+
+if AIRFLOW_V_3:
     from airflow.sdk import (
         Asset,
-        BaseHook,
+        AssetWatcher,
         BaseOperator,
         BaseOperatorLink,
         BaseSensorOperator,
@@ -21,22 +61,39 @@ try:  # Airflow 3.x
         ObjectStoragePath,
         PokeReturnValue,
     )
-    from airflow.sdk.exceptions import (
-        AirflowException,
-        AirflowFailException,
-        AirflowNotFoundException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-        TaskDeferred,
-    )
 
-    AIRFLOW_V_3 = True
-except ImportError:  # pragma: no cover - Airflow 2.x
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 3.0
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    try:
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowRescheduleException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferred,
+        )
+    except ImportError:  # Airflow 3.0 and 3.1: still in airflow.exceptions
+        from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowRescheduleException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferred,
+        )
+    from airflow.triggers.base import BaseEventTrigger
+else:  # Airflow 2.11
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
         AirflowException,
         AirflowFailException,
         AirflowNotFoundException,
+        AirflowRescheduleException,
         AirflowSensorTimeout,
         AirflowSkipException,
         TaskDeferred,
@@ -45,32 +102,28 @@ except ImportError:  # pragma: no cover - Airflow 2.x
     from airflow.io.path import ObjectStoragePath  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.models import BaseOperator, BaseOperatorLink, Connection  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
 
-    AIRFLOW_V_3 = False
-
-from airflow.plugins_manager import AirflowPlugin
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-try:
-    from airflow.sdk import AssetWatcher
-except ImportError:  # pragma: no cover - Airflow 2 has no asset watchers
-    AssetWatcher = None  # type: ignore[assignment,misc]
-
-try:
-    from airflow.triggers.base import BaseEventTrigger
-except ImportError:  # pragma: no cover - Airflow < 3.0
-    BaseEventTrigger = BaseTrigger  # type: ignore[misc,assignment]
+    AssetWatcher = None  # type: ignore[assignment,misc,unused-ignore]
 
 
 def airflow_version() -> str:
     """Return the installed Airflow version string (used in the User-Agent)."""
-    try:
-        from airflow import __version__
+    return str(_airflow_version_string)
 
-        return str(__version__)
-    except Exception:  # pragma: no cover - defensive
-        return "unknown"
+
+def require_airflow(feature: str, minimum: tuple[int, int] = (3, 0)) -> None:
+    """Raise a clear error when ``feature`` needs a newer Airflow than the installed one.
+
+    :raises PolytomicAirflowVersionError: naming the feature, the version it needs and the
+        installed version.
+    """
+    if AIRFLOW_VERSION[:2] >= minimum:
+        return
+    from airflow_provider_polytomic.exceptions import PolytomicAirflowVersionError
+
+    raise PolytomicAirflowVersionError(feature, minimum, airflow_version())
 
 
 def default_deferrable() -> bool:
@@ -87,12 +140,212 @@ def conf_get(section: str, key: str, fallback: Any = None) -> Any:
     return conf.get(section, key, fallback=fallback)
 
 
+async def aget_connection(conn_id: str) -> Any:
+    """Read a connection without blocking the event loop.
+
+    Airflow 3.1+ has ``BaseHook.aget_connection``; before that the synchronous lookup runs in
+    a worker thread.
+    """
+    getter = getattr(BaseHook, "aget_connection", None)
+    if getter is not None:
+        return await getter(conn_id)
+    return await asyncio.to_thread(BaseHook.get_connection, conn_id)
+
+
+def first_reschedule_date(ti: Any, context: Any) -> datetime | None:
+    """When a rescheduled sensor first started in this try, or None if Airflow does not say.
+
+    Airflow 3 asks the API server (``ti.get_first_reschedule_date``). Airflow 2 has no such
+    call, but it sets ``ti.start_date`` of a rescheduled task to the first reschedule's
+    start, so callers fall back to ``ti.start_date``.
+    """
+    getter = getattr(ti, "get_first_reschedule_date", None)
+    if getter is None:
+        return None
+    result: datetime | None = getter(context)
+    return result
+
+
+def link_xcom_key(link: Any) -> str | None:
+    """The XCom key under which Airflow 3 stores an operator extra link's URL.
+
+    Airflow 2 computes links when the UI asks and stores none: None there.
+    """
+    return getattr(link, "xcom_key", None) if AIRFLOW_V_3 else None
+
+
+def xcom_for_link(ti_key: Any, key: str) -> Any:
+    """An XCom of the task instance an extra link is built for.
+
+    Airflow 3 hands ``get_link`` the runtime task instance (``xcom_pull``); Airflow 2 hands it
+    a ``TaskInstanceKey``, read with ``XCom.get_value``.
+    """
+    pull = getattr(ti_key, "xcom_pull", None)
+    if pull is not None:
+        map_index = getattr(ti_key, "map_index", -1)
+        return pull(task_ids=ti_key.task_id, key=key, map_indexes=-1 if map_index is None else map_index)
+    if AIRFLOW_V_3:
+        return None
+    from airflow.models.xcom import XCom  # type: ignore[attr-defined,unused-ignore]
+
+    return XCom.get_value(ti_key=ti_key, key=key)
+
+
+def asset_state_accessors(accessors: Any) -> list[Any] | None:
+    """The per-asset accessors inside Airflow's ``AssetStateStoreAccessors`` (Airflow 3.3+).
+
+    Airflow offers no public way to list them: its object is subscripted with an asset the
+    caller must already know, which an asset watcher's trigger does not. This reads the two
+    maps the object keeps, by name and by URI. ``tests/test_compat.py`` builds a real
+    ``AssetStateStoreAccessors`` and checks this against its public subscript, so a change in
+    Airflow fails that test.
+
+    :return: the accessors, or None when ``accessors`` is not Airflow's object (for example a
+        single accessor, which callers use as it is).
+    :raises RuntimeError: when it is Airflow's object but no longer has those maps.
+    """
+    if type(accessors).__name__ != "AssetStateStoreAccessors":
+        return None
+    try:
+        by_name = accessors._by_name
+        by_uri = accessors._by_uri
+    except AttributeError:
+        raise RuntimeError(
+            f"Airflow {airflow_version()} changed AssetStateStoreAccessors; "
+            "airflow_provider_polytomic._compat.asset_state_accessors needs updating"
+        ) from None
+    return [*by_name.values(), *by_uri.values()]
+
+
+def attach_filesystem(protocol: str, fs: Any) -> Any:
+    """Register an fsspec filesystem for ``ObjectStoragePath`` (``airflow.sdk.io.attach``)."""
+    if AIRFLOW_V_3:
+        from airflow.sdk.io import attach
+    else:
+        from airflow.io.store import attach  # type: ignore[no-redef,attr-defined,unused-ignore]
+    return attach(protocol=protocol, fs=fs)
+
+
+# ------------------------------------------------------------------ for the test suite
+
+
+def dag_bag(dag_folder: str) -> Any:
+    """A ``DagBag`` of ``dag_folder`` (in ``airflow.dag_processing`` since 3.2)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined,unused-ignore]
+    return DagBag(dag_folder=dag_folder, safe_mode=False)
+
+
+def serialize_round_trip(dag: Any) -> Any:
+    """The DAG as the scheduler and UI see it: serialized, then deserialized."""
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    except ImportError:  # Airflow < 3.2
+        from airflow.serialization.serialized_objects import SerializedDAG
+
+        return SerializedDAG.from_dict(SerializedDAG.to_dict(dag))  # type: ignore[attr-defined,unused-ignore]
+
+
+def trigger_failure_resume() -> tuple[str, Any]:
+    """What Airflow resumes a task with when its deferral timed out: (method, error value).
+
+    Airflow 2's scheduler writes these literals (``SchedulerJobRunner``); Airflow 3 names them.
+    """
+    if not AIRFLOW_V_3:
+        return "__fail__", "Trigger/execution timeout"
+    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+    return TRIGGER_FAIL_REPR, TriggerFailureReason.TRIGGER_TIMEOUT
+
+
+def shared_stream_manager_class() -> Callable[[], Any] | None:
+    """Airflow 3.3's ``SharedStreamManager`` (what the triggerer runs shared streams with), or None."""
+    if not AIRFLOW_V_3_3:
+        return None
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    return SharedStreamManager
+
+
+_metadata_database_ready = False
+
+
+def prepare_metadata_database() -> None:
+    """Create the metadata database's tables once per process (Airflow 2 only).
+
+    An Airflow 2 sensor in reschedule mode reads its first start from the database; an
+    Airflow 3 task never touches the database.
+    """
+    global _metadata_database_ready
+    if AIRFLOW_V_3 or _metadata_database_ready:
+        return
+    from airflow.utils.db import initdb  # type: ignore[attr-defined,unused-ignore]
+
+    initdb()
+    _metadata_database_ready = True
+
+
+def record_airflow2_reschedule(ti: Any, start_date: datetime, reschedule_date: datetime) -> None:
+    """Write what Airflow 2 writes when a sensor reschedules: a ``task_reschedule`` row (and
+    the DAG run and task instance rows it refers to, the first time)."""
+    from airflow import DAG  # type: ignore[attr-defined,unused-ignore]
+    from airflow.models import DagRun, TaskInstance  # type: ignore[attr-defined,unused-ignore]
+    from airflow.models.taskreschedule import TaskReschedule  # type: ignore[attr-defined,unused-ignore]
+    from airflow.operators.empty import EmptyOperator  # type: ignore[import-not-found,unused-ignore]
+    from airflow.utils.session import create_session  # type: ignore[attr-defined,unused-ignore]
+
+    prepare_metadata_database()
+    with create_session() as session:
+        if session.query(DagRun).filter_by(dag_id=ti.dag_id, run_id=ti.run_id).first() is None:
+            with DAG(ti.dag_id, start_date=start_date, schedule=None):
+                task = EmptyOperator(task_id=ti.task_id)
+            run: dict[str, Any] = {
+                "dag_id": ti.dag_id,
+                "run_id": ti.run_id,
+                "execution_date": start_date,
+                "run_type": "manual",
+                "state": "running",
+            }
+            session.add(DagRun(**run))
+            session.flush()
+            row = TaskInstance(task, run_id=ti.run_id, map_index=ti.map_index)  # type: ignore[call-arg,unused-ignore]
+            row.try_number = ti.try_number
+            session.add(row)
+            session.flush()
+        session.add(
+            TaskReschedule(  # type: ignore[call-arg,unused-ignore]
+                ti.task_id,
+                ti.dag_id,
+                ti.run_id,
+                ti.try_number,
+                start_date,
+                datetime.now(start_date.tzinfo),
+                reschedule_date,
+                ti.map_index,
+            )
+        )
+
+
+def asset_state_store_accessors(inlets: list[Any]) -> Any:
+    """A real ``AssetStateStoreAccessors`` over ``inlets``, as the triggerer builds one (3.3+)."""
+    from airflow.sdk.execution_time.context import AssetStateStoreAccessors
+
+    return AssetStateStoreAccessors(inlets=inlets)
+
+
 __all__ = [
+    "AIRFLOW_VERSION",
     "AIRFLOW_V_3",
+    "AIRFLOW_V_3_3",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowPlugin",
+    "AirflowRescheduleException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",
@@ -109,7 +362,14 @@ __all__ = [
     "PokeReturnValue",
     "TaskDeferred",
     "TriggerEvent",
+    "aget_connection",
     "airflow_version",
+    "asset_state_accessors",
+    "attach_filesystem",
     "conf_get",
     "default_deferrable",
+    "first_reschedule_date",
+    "link_xcom_key",
+    "require_airflow",
+    "xcom_for_link",
 ]

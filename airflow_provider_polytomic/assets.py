@@ -1,5 +1,10 @@
 """Polytomic syncs as Airflow assets: the ``polytomic://`` URI scheme, and events for a run.
 
+Needs Airflow 3.0+ (assets, asset watchers, the ``asset-uris`` provider hook); the
+watermark of :func:`events_for_run` is persisted only on 3.3+ (the asset state store). On
+Airflow 2 the URI helpers work, while :func:`sync_asset` and :func:`events_for_run` raise
+:class:`~airflow_provider_polytomic.exceptions.PolytomicAirflowVersionError`.
+
 URI scheme
 ----------
 
@@ -159,12 +164,6 @@ def sanitize_uri(uri: str) -> str:
     return parse_sync_uri(uri).uri
 
 
-def _asset_watcher_class() -> Any:
-    if _compat.AssetWatcher is None:
-        raise RuntimeError("asset watchers need Airflow 3")
-    return _compat.AssetWatcher
-
-
 def sync_asset(
     sync_id: str,
     kind: SyncAssetKind = "model",
@@ -192,7 +191,9 @@ def sync_asset(
     :param trigger_kwargs: more :class:`PolytomicEventTrigger` arguments (``lookback``,
         ``webhook_dedupe``, ...).
     :return: an :class:`airflow.sdk.Asset`.
+    :raises PolytomicAirflowVersionError: on Airflow 2, which has no assets (only datasets).
     """
+    _compat.require_airflow("sync_asset (polytomic:// assets)", (3, 0))
     uri = sync_uri(sync_id, kind)
     ref = parse_sync_uri(uri)
     kwargs: dict[str, Any] = {"uri": uri, "name": name or uri, "group": group, "extra": extra or {}}
@@ -210,7 +211,7 @@ def sync_asset(
             poll_interval=poll_interval,
             **trigger_kwargs,
         )
-        watcher = _asset_watcher_class()(name=f"polytomic_{kind}_{ref.sync_id}", trigger=trigger)
+        watcher = _compat.AssetWatcher(name=f"polytomic_{kind}_{ref.sync_id}", trigger=trigger)
         kwargs["watchers"] = [watcher]
     return Asset(**kwargs)
 
@@ -301,8 +302,11 @@ def events_for_run(
     :param asset: the asset whose state store keeps the watermark.
     :param default_lookback: the window when nothing else bounds it.
     :param hook: a :class:`~airflow_provider_polytomic.hooks.polytomic.PolytomicHook` to use.
+    :raises PolytomicAirflowVersionError: on Airflow 2, which has no asset events.
     """
     from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
+
+    _compat.require_airflow("events_for_run (asset-triggered runs)", (3, 0))
 
     types = frozenset(event_types or DEFAULT_EVENT_TYPES)
     triggering = _triggering_events(context)
@@ -386,13 +390,13 @@ def _consumer_store(context: Mapping[str, Any], asset: Any) -> tuple[Any, str]:
         return None, key
     if asset is not None:
         return accessors[asset], key
-    try:
-        # Single inlet/outlet: the accessors object answers get/set itself.
-        accessors._single_accessor()
-    except ValueError as exc:
-        raise ValueError(f"events_for_run: {exc}; pass asset= to choose where the watermark lives") from None
-    except AttributeError:
-        pass
+    per_asset = _compat.asset_state_accessors(accessors)
+    if per_asset is not None and len(per_asset) != 1:
+        raise ValueError(
+            f"events_for_run: the task has {len(per_asset)} asset inlets and outlets with a state "
+            "store; pass asset= to choose where the watermark lives"
+        )
+    # Single inlet/outlet: the accessors object answers get/set itself.
     return accessors, key
 
 

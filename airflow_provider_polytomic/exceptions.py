@@ -53,8 +53,28 @@ class PolytomicSyncFailedError(AirflowException):
     """The awaited sync execution failed, was canceled or was interrupted."""
 
 
+class PolytomicAirflowVersionError(AirflowException):
+    """A feature was used on an Airflow release that does not have what it is built on.
+
+    :ivar feature: what was used, e.g. ``"asset watchers (PolytomicEventTrigger)"``.
+    :ivar minimum: the oldest Airflow (major, minor) that has it.
+    :ivar installed: the installed Airflow version.
+    """
+
+    def __init__(self, feature: str, minimum: tuple[int, int], installed: str) -> None:
+        self.feature = feature
+        self.minimum = minimum
+        self.installed = installed
+        needed = ".".join(str(part) for part in minimum)
+        super().__init__(
+            f"{feature} needs Airflow {needed} or newer; this is Airflow {installed}. "
+            "See the support table in the airflow-provider-polytomic README."
+        )
+
+
 __all__ = [
     "PolytomicAPIError",
+    "PolytomicAirflowVersionError",
     "PolytomicNotFoundError",
     "PolytomicSyncAlreadyRunningError",
     "PolytomicSyncFailedError",

@@ -4,10 +4,16 @@ This module imports nothing from Airflow and nothing heavy: Airflow loads it whi
 itself starting up. Airflow 3.2+ builds the connection form from ``conn-fields`` and
 ``ui-field-behaviour`` here; Airflow 2 calls the hook's classmethods, which read the same
 :data:`CONN_FIELDS` and :data:`UI_FIELD_BEHAVIOUR`, so the two cannot disagree.
+
+On Airflow 2 the entries for Airflow 3 features are left out: the ``polytomic://`` asset
+scheme (``asset-uris``) and the webhook receiver plugin, which mounts a FastAPI app on the
+Airflow 3 API server. The installed Airflow's major version is read from package metadata,
+not by importing Airflow.
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 from airflow_provider_polytomic import __version__
@@ -62,8 +68,29 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+def airflow_major_version() -> int:
+    """The installed Airflow's major version, from package metadata (3 when it cannot tell).
+
+    ``apache-airflow-core`` exists from Airflow 3 on; an Airflow 3 install may lack the
+    ``apache-airflow`` meta package, an Airflow 2 install always has it.
+    """
+    for dist in ("apache-airflow-core", "apache-airflow"):
+        try:
+            return int(metadata.version(dist).split(".")[0])
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+    return 3
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider's metadata (validated against Airflow's provider_info schema in tests)."""
+    info = _provider_info()
+    if airflow_major_version() < 3:
+        del info["asset-uris"], info["plugins"]
+    return info
+
+
+def _provider_info() -> dict[str, Any]:
     return {
         "package-name": PACKAGE_NAME,
         "name": "Polytomic",

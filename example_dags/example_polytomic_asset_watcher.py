@@ -16,6 +16,8 @@ commits. ``max_active_runs=1`` keeps two runs from handling the same window.
 
 Configuration: environment variable ``POLYTOMIC_EXAMPLE_WATCHED_SYNC_ID`` (the sync's
 UUID; a placeholder otherwise), connection ``polytomic_default``.
+
+Needs Airflow 3.0+ (asset watchers); the event watermark is kept across runs on 3.3+.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, task
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2: sync_asset() below says this DAG needs Airflow 3
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_polytomic.assets import events_for_run, sync_asset
 

@@ -22,7 +22,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, task
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.11
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor
 

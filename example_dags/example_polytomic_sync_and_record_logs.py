@@ -19,7 +19,12 @@ import re
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, ObjectStoragePath, task
+try:  # Airflow 3
+    from airflow.sdk import DAG, ObjectStoragePath, task
+except ImportError:  # Airflow 2.11
+    from airflow import DAG
+    from airflow.decorators import task
+    from airflow.io.path import ObjectStoragePath
 
 from airflow_provider_polytomic.operators.record_logs import PolytomicDownloadRecordLogsOperator
 from airflow_provider_polytomic.operators.sync import PolytomicRunSyncOperator

@@ -9,33 +9,64 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferred
+from airflow_provider_polytomic._compat import (
+    AIRFLOW_V_3,
+    AirflowRescheduleException,
+    TaskDeferred,
+    prepare_metadata_database,
+    record_airflow2_reschedule,
+    shared_stream_manager_class,
+)
 
 MODES = ("poke", "reschedule", "deferrable")
 
 
 class FakeTI:
-    """The few task-instance features sensors use: start date, first reschedule date, XCom."""
+    """The few task-instance features sensors use: start date, first reschedule date, XCom.
+
+    Shaped like the installed Airflow's task instance: Airflow 3's answers
+    ``get_first_reschedule_date``; Airflow 2's has no such method and instead keeps the
+    first reschedule's start in ``start_date`` (see :meth:`rescheduled`).
+    """
 
     def __init__(self, start_date: datetime | None = None) -> None:
         self.start_date = start_date or datetime.now(timezone.utc)
         self.first_reschedule_date: datetime | None = None
         self.xcom: dict[str, Any] = {}
-        self.dag_id, self.task_id, self.run_id, self.map_index, self.try_number = "dag", "task", "run", -1, 1
+        self.dag_id, self.task_id, self.map_index, self.try_number, self.max_tries = "dag", "task", -1, 1, 0
+        # Unique: Airflow 2 keeps reschedules in the metadata database, keyed by run.
+        self.run_id = f"run-{uuid.uuid4().hex}"
 
-    def get_first_reschedule_date(self, context: Any) -> datetime | None:
-        return self.first_reschedule_date
+    if AIRFLOW_V_3:
+
+        def get_first_reschedule_date(self, context: Any) -> datetime | None:
+            return self.first_reschedule_date
+
+    def rescheduled(self, poke_started: datetime, reschedule_date: datetime) -> None:
+        """What Airflow records when the sensor is rescheduled (Airflow 2: in the database,
+        and ``start_date`` stays the first start, as Airflow 2 restores it)."""
+        if self.first_reschedule_date is None:
+            self.first_reschedule_date = poke_started
+        if not AIRFLOW_V_3:
+            record_airflow2_reschedule(self, poke_started, reschedule_date)
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
 
 
 def context_for(ti: FakeTI, **extra: Any) -> dict[str, Any]:
-    return {"ti": ti, "task_instance": ti, "task_reschedule_count": 0, **extra}
+    """The task context; Airflow 2 has no ``task_reschedule_count`` in it."""
+    context = {"ti": ti, "task_instance": ti, **extra}
+    if AIRFLOW_V_3:
+        context.setdefault("task_reschedule_count", 0)
+    else:
+        context.pop("task_reschedule_count", None)
+    return context
 
 
 async def first_trigger_event(trigger: Any, timeout: float) -> dict[str, Any]:
@@ -49,11 +80,32 @@ async def first_trigger_event(trigger: Any, timeout: float) -> dict[str, Any]:
     return event.payload
 
 
+def triggerer_stream_manager() -> Any:
+    """What the installed Airflow's triggerer runs shared streams with: Airflow 3.3's
+    ``SharedStreamManager``, or None before 3.3 (the triggerer calls ``run()``)."""
+    manager_class = shared_stream_manager_class()
+    return None if manager_class is None else manager_class()
+
+
 async def first_event_via_shared_stream(
     manager: Any, trigger_id: int, trigger: Any, fired: dict[int, float]
 ) -> dict[str, Any]:
-    """Run ``trigger`` on Airflow's ``SharedStreamManager`` as the triggerer does, until its
-    first event; record when it fired in ``fired[trigger_id]``."""
+    """Run ``trigger`` as the triggerer does, until its first event; record when it fired in
+    ``fired[trigger_id]``.
+
+    With Airflow 3.3's ``SharedStreamManager`` (``manager``) the triggerer drives the shared
+    stream itself; with ``manager=None`` (Airflow before 3.3) it calls ``run()``, and the
+    provider's in-process fan-out shares the poll instead.
+    """
+    if manager is None:
+        agen = trigger.run()
+        try:
+            event = await agen.__anext__()
+            fired[trigger_id] = time.monotonic()
+            return event.payload
+        finally:
+            await agen.aclose()
+            await trigger.cleanup()
     key = trigger.shared_stream_key()
     stream = manager.subscribe(trigger_id=trigger_id, trigger=trigger, key=key)
     try:
@@ -82,15 +134,16 @@ def run_sensor(make_sensor: Callable[[str], Any], mode: str, *, wall_timeout: fl
     if mode == "poke":
         return make_sensor("poke").execute(context_for(ti))
     if mode == "reschedule":
+        prepare_metadata_database()
         count = 0
         deadline = time.monotonic() + wall_timeout
         while True:
             sensor = make_sensor("reschedule")
+            poke_started = datetime.now(timezone.utc) if count else ti.start_date
             try:
                 return sensor.execute(context_for(ti, task_reschedule_count=count))
             except AirflowRescheduleException as exc:
-                if ti.first_reschedule_date is None:
-                    ti.first_reschedule_date = ti.start_date
+                ti.rescheduled(poke_started, exc.reschedule_date)
                 count += 1
                 if time.monotonic() > deadline:
                     raise AssertionError("reschedule loop did not finish") from exc

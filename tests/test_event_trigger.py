@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_polytomic._compat import BaseEventTrigger, TriggerEvent
+from airflow_provider_polytomic._compat import (
+    AIRFLOW_V_3,
+    AIRFLOW_V_3_3,
+    Asset,
+    BaseEventTrigger,
+    TriggerEvent,
+    asset_state_store_accessors,
+)
 from airflow_provider_polytomic.testing import FakePolytomic
 from airflow_provider_polytomic.triggers.events import (
     DEFAULT_EVENT_TYPES,
@@ -22,7 +29,12 @@ from airflow_provider_polytomic.triggers.events import (
 )
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, subscribe_in_process
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(
+        not AIRFLOW_V_3, reason="PolytomicEventTrigger backs asset watchers, which need Airflow 3.0"
+    ),
+]
 
 WAIT = 15.0  # generous upper bound for one expected event; never a synchronisation sleep
 FAST = 0.05
@@ -526,23 +538,36 @@ async def test_webhook_dedupe_skips_ledgered_events_and_marks_its_own(polytomic_
     assert store.values[f"polytomic.event.{polled['id']}"]["source"] == "poll"
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_3, reason="the asset state store is new in Airflow 3.3")
 async def test_a_trigger_feeding_several_assets_keeps_the_most_conservative_cursor(
-    polytomic_conn: FakePolytomic,
+    polytomic_conn: FakePolytomic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Airflow runs one trigger for identical watchers on several assets; each asset stores the cursor."""
+    """Airflow runs one trigger for identical watchers on several assets; each asset stores the cursor.
+
+    The accessors object is Airflow's own, built as the triggerer builds it; only where each
+    per-asset accessor keeps its values (the API server, normally) is replaced by a store here.
+    """
     fake = polytomic_conn
     a = fake.add_sync("a")
-
-    class Accessors:  # the shape of AssetStateStoreAccessors with two inlets
-        def __init__(self, *stores: FakeStateStore) -> None:
-            self._by_name = {f"asset{i}": s for i, s in enumerate(stores)}
 
     t = trigger(sync_ids=[a], commit_delay=0)
     now = datetime.now(timezone.utc)
     behind = FakeStateStore({t.cursor_key: CursorState(now - timedelta(minutes=10)).to_json()})
     ahead = FakeStateStore({t.cursor_key: CursorState(now).to_json()})
     missed_by_ahead = fake.add_event("sync.completed", {"sync_id": a}, created_at=now - timedelta(minutes=5))
-    t.asset_state_store = Accessors(behind, ahead)  # type: ignore[assignment]
+    assets = [Asset(name=f"asset{i}", uri=f"s3://bucket/asset{i}") for i in range(2)]
+    accessors = asset_state_store_accessors([Asset(name=x.name, uri=x.uri) for x in assets])
+    stores = {accessors[assets[0]]: behind, accessors[assets[1]]: ahead}
+
+    async def aget(self: Any, key: str, default: Any = None) -> Any:
+        return await stores[self].aget(key, default)
+
+    async def aset(self: Any, key: str, value: Any) -> None:
+        await stores[self].aset(key, value)
+
+    monkeypatch.setattr(type(accessors[assets[0]]), "aget", aget)
+    monkeypatch.setattr(type(accessors[assets[0]]), "aset", aset)
+    t.asset_state_store = accessors
     runner = await Runner(t).start()
     try:
         assert (await runner.next())["id"] == missed_by_ahead["id"]  # read from the older cursor

@@ -386,7 +386,7 @@ def first_event_across_restart(trigger: Any, restart_after: float | None, wall: 
     if restart_after is not None:
         try:
             return asyncio.run(first_trigger_event(rebuild(trigger), restart_after))
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
             pass
     return asyncio.run(first_trigger_event(rebuild(trigger), wall))
 

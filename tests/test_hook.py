@@ -13,6 +13,7 @@ from email.utils import format_datetime
 import pytest
 
 from airflow_provider_polytomic import api
+from airflow_provider_polytomic._compat import airflow_version
 from airflow_provider_polytomic.client import RetryableAPIError, parse_retry_after
 from airflow_provider_polytomic.exceptions import (
     PolytomicAPIError,
@@ -54,7 +55,7 @@ def test_headers_on_every_request(hook, polytomic_conn):
         assert req.headers["authorization"] == f"Bearer {polytomic_conn.api_key}"
         assert req.headers["x-polytomic-version"] == "2025-09-18"
         assert req.headers["user-agent"].startswith("airflow-provider-polytomic/")
-        assert "apache-airflow/3." in req.headers["user-agent"]
+        assert f"apache-airflow/{airflow_version()} " in req.headers["user-agent"]
     assert "idempotency-key" not in get.headers
     assert len(post.headers["idempotency-key"]) >= 8
 

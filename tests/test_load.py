@@ -23,13 +23,12 @@ from datetime import datetime, timedelta, timezone
 from unittest import mock
 
 import pytest
-from airflow.triggers.shared_stream import SharedStreamManager
 
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.testing import EVENTS_ORDERS, FakePolytomic
 from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
 from tests.busy import Chatter
-from tests.modes import first_event_via_shared_stream
+from tests.modes import first_event_via_shared_stream, triggerer_stream_manager
 
 CHILD = r"""
 import json, sys
@@ -135,8 +134,9 @@ def _waiting_triggers(fake: FakePolytomic, n: int, interval: float) -> list[Poly
 
 @pytest.mark.timeout(180)
 def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic) -> None:
-    """Airflow 3.3's SharedStreamManager as the triggerer uses it: 1,000 waiting triggers cost
-    at most 3 events requests per poll interval, and every one fires on its own execution."""
+    """1,000 waiting triggers, run as the installed Airflow's triggerer runs them (Airflow 3.3's
+    SharedStreamManager, or ``run()`` with the in-process fan-out before 3.3), cost at most 3
+    events requests per poll interval, and every one fires on its own execution."""
     fake = polytomic_conn
     n, interval, watched = 1000, 1.0, 4
     triggers = _waiting_triggers(fake, n, interval)
@@ -145,7 +145,7 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
         return sum(1 for r in fake.requests if r.path == "/api/events")
 
     async def scenario() -> tuple[list[dict], list[float], int]:
-        manager = SharedStreamManager()
+        manager = triggerer_stream_manager()
         assert len({t.shared_stream_key() for t in triggers}) == 1
         fired: dict[int, float] = {}
 
@@ -165,7 +165,8 @@ def test_a_thousand_triggers_share_one_events_poll(polytomic_conn: FakePolytomic
             finished_at[i] = time.monotonic()
             await asyncio.sleep(0.002)  # syncs finish over a few seconds, as in an organization
         payloads = await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        await manager.stop_all()
+        if manager is not None:
+            await manager.stop_all()
         return payloads, sorted(fired[i] - finished_at[i] for i in fired), steady
 
     payloads, latencies, steady = asyncio.run(scenario())
@@ -211,7 +212,7 @@ def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn:
         return [r for r in list(fake.requests) if r.path == "/api/events"]
 
     async def scenario() -> tuple[list[dict], list[list], list[datetime]]:
-        manager = SharedStreamManager()
+        manager = triggerer_stream_manager()
         fired: dict[int, float] = {}
         chatter.start()
         await asyncio.sleep(2 * interval)  # the organization is busy before anyone waits
@@ -229,7 +230,8 @@ def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn:
             fake.complete_execution(trigger.sync_id, trigger.execution_id)
             await asyncio.sleep(0.005)
         payloads = await asyncio.wait_for(asyncio.gather(*tasks), 120)
-        await manager.stop_all()
+        if manager is not None:
+            await manager.stop_all()
         chatter.stop()
         created = sorted(
             datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")) for e in fake.events()

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
 from airflow_provider_polytomic import __version__
+from airflow_provider_polytomic._compat import AIRFLOW_V_3
 from airflow_provider_polytomic.get_provider_info import CONN_FIELDS, get_provider_info
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 
@@ -94,10 +96,11 @@ def test_every_module_and_class_named_in_provider_info_imports():
         assert hasattr(importlib.import_module(module), name), path
 
 
-def _airflow(*args: str) -> str:
+def _airflow_json(*args: str) -> Any:
+    """Run the ``airflow`` CLI; its JSON answer (some Airflow versions log to stdout before it)."""
     env = {**os.environ, "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
     proc = subprocess.run(
-        [sys.executable, "-m", "airflow", *args],
+        [sys.executable, "-m", "airflow", *args, "-o", "json"],
         capture_output=True,
         text=True,
         env=env,
@@ -105,14 +108,25 @@ def _airflow(*args: str) -> str:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    raise AssertionError(f"no JSON in the output of airflow {' '.join(args)}: {proc.stdout[-3000:]}")
 
 
 def test_airflow_cli_discovers_provider_and_hook():
-    providers = json.loads(_airflow("providers", "list", "-o", "json"))
+    providers = _airflow_json("providers", "list")
     ours = [p for p in providers if p["package_name"] == "airflow-provider-polytomic"]
     assert ours and ours[0]["version"] == __version__
-    hooks = json.loads(_airflow("providers", "hooks", "-o", "json"))
+    # Our provider info breaks nobody else's discovery: Airflow's own providers are listed too.
+    assert any(p["package_name"] == "apache-airflow-providers-common-io" for p in providers)
+    (details,) = _airflow_json("providers", "get", "airflow-provider-polytomic", "--full")
+    assert details["package-name"] == "airflow-provider-polytomic"
+    # Airflow 3 features are registered on Airflow 3 only (see get_provider_info).
+    assert ("asset-uris" in details) == ("plugins" in details) == AIRFLOW_V_3
+    hooks = _airflow_json("providers", "hooks")
     (hook,) = [h for h in hooks if h["connection_type"] == "polytomic"]
     assert hook["class"] == "airflow_provider_polytomic.hooks.polytomic.PolytomicHook"
     assert hook["package_name"] == "airflow-provider-polytomic"

@@ -16,8 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
+from airflow_provider_polytomic._compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 from airflow_provider_polytomic.exceptions import PolytomicSyncFailedError
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor
 from airflow_provider_polytomic.testing import EVENTS_ORDERS, EventsOrder, FakePolytomic

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from airflow_provider_polytomic import api
-from airflow_provider_polytomic._compat import BaseHook
+from airflow_provider_polytomic._compat import BaseHook, aget_connection
 from airflow_provider_polytomic.client import AsyncTransport, Call, ClientConfig, SyncTransport
 from airflow_provider_polytomic.exceptions import PolytomicAPIError
 from airflow_provider_polytomic.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
@@ -124,11 +124,7 @@ class PolytomicHook(BaseHook):
     async def aconfig(self) -> ClientConfig:
         """The resolved settings, read without blocking the event loop."""
         if self._config is None:
-            getter = getattr(BaseHook, "aget_connection", None)
-            if getter is not None:
-                conn = await getter(self.polytomic_conn_id)
-            else:  # pragma: no cover - Airflow 2
-                conn = await asyncio.to_thread(self.get_connection, self.polytomic_conn_id)
+            conn = await aget_connection(self.polytomic_conn_id)
             self._config = ClientConfig.from_connection(conn, **self._overrides)
         return self._config
 

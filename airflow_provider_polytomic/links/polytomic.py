@@ -24,7 +24,7 @@ from string import Formatter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from airflow_provider_polytomic._compat import BaseHook, BaseOperatorLink
+from airflow_provider_polytomic._compat import BaseHook, BaseOperatorLink, xcom_for_link
 from airflow_provider_polytomic.client import build_base_url
 
 log = logging.getLogger(__name__)
@@ -103,15 +103,6 @@ def execution_url_for_connection(
     )
 
 
-def _pull(ti_key: Any, key: str) -> Any:
-    """Read an XCom of the task instance ``ti_key`` (Airflow 3 passes the runtime task instance)."""
-    pull = getattr(ti_key, "xcom_pull", None)
-    if pull is None:
-        return None
-    map_index = getattr(ti_key, "map_index", -1)
-    return pull(task_ids=ti_key.task_id, key=key, map_indexes=map_index if map_index is not None else -1)
-
-
 class PolytomicExecutionLink(BaseOperatorLink):
     """ "Polytomic execution": links a task to the Polytomic execution it started or waited on.
 
@@ -124,8 +115,9 @@ class PolytomicExecutionLink(BaseOperatorLink):
 
     In Airflow 3 the task runner calls :meth:`get_link` when the task finishes and stores
     the URL in XCom under :attr:`xcom_key`; the operator also stores it before waiting so
-    the link works while the task is deferred. See the module docstring for the URL pattern,
-    which is an assumption.
+    the link works while the task is deferred. Airflow 2 calls :meth:`get_link` whenever the
+    UI shows the task, with a ``TaskInstanceKey``; the XComs are then read from the
+    metadata database. See the module docstring for the URL pattern, which is an assumption.
     """
 
     name = "Polytomic execution"
@@ -140,12 +132,12 @@ class PolytomicExecutionLink(BaseOperatorLink):
             return ""
 
     def _link(self, operator: Any, ti_key: Any) -> str:
-        url = _pull(ti_key, XCOM_EXECUTION_URL)
+        url = xcom_for_link(ti_key, XCOM_EXECUTION_URL)
         if isinstance(url, str) and url:
             return url
         sync_id: Any = None
         execution_id: Any = None
-        returned = _pull(ti_key, "return_value")
+        returned = xcom_for_link(ti_key, "return_value")
         if isinstance(returned, dict):
             sync_id = returned.get("sync_id")
             execution_id = returned.get("execution_id")

@@ -14,6 +14,7 @@ from airflow_provider_polytomic._compat import (
     BaseOperator,
     Context,
     default_deferrable,
+    link_xcom_key,
 )
 from airflow_provider_polytomic.api import check_kind
 from airflow_provider_polytomic.exceptions import (
@@ -246,9 +247,10 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
         if ti is not None:
             ti.xcom_push(key=XCOM_EXECUTION_ID, value=execution_id)
             ti.xcom_push(key=XCOM_EXECUTION_URL, value=url)
-            if url:
-                # What the UI reads for the extra link; Airflow rewrites it when the task ends.
-                ti.xcom_push(key=PolytomicExecutionLink().xcom_key, value=url)
+            link_key = link_xcom_key(PolytomicExecutionLink())
+            if url and link_key:
+                # What the Airflow 3 UI reads for the extra link; Airflow rewrites it when the task ends.
+                ti.xcom_push(key=link_key, value=url)
         return url
 
     def _target(self, execution_id: str, started_at: datetime) -> WaitTarget:
@@ -374,7 +376,11 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
             if not execution_id:
                 # Defer-time kwargs can be lost (dag.test); the XCom pushed before deferring is not.
                 ti = context.get("ti") if context else None
-                execution_id = ti.xcom_pull(key=XCOM_EXECUTION_ID) if ti is not None else None
+                execution_id = (
+                    ti.xcom_pull(task_ids=ti.task_id, key=XCOM_EXECUTION_ID, map_indexes=ti.map_index)
+                    if ti is not None
+                    else None
+                )
             self._finished = True
             if not execution_id:
                 message = event.get("message") or "Timed out waiting for Polytomic."

@@ -14,6 +14,7 @@ from airflow_provider_polytomic._compat import (
     Context,
     PokeReturnValue,
     default_deferrable,
+    first_reschedule_date,
 )
 from airflow_provider_polytomic.api import check_kind
 from airflow_provider_polytomic.exceptions import PolytomicNotFoundError, PolytomicSyncFailedError
@@ -150,7 +151,7 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
         ti = context.get("ti") if context else None
         if ti is not None:
             if self.reschedule:
-                first = ti.get_first_reschedule_date(context)
+                first = first_reschedule_date(ti, context)
                 if first is not None:
                     return parse_time(first, "first reschedule date")
             start = getattr(ti, "start_date", None)

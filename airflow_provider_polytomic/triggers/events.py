@@ -1,5 +1,9 @@
 """``PolytomicEventTrigger``: schedule DAGs on Polytomic events with Airflow 3 asset watchers.
 
+Needs Airflow 3.0+ (asset watchers); the persisted cursor needs 3.3+ (asset state store).
+On Airflow 2 this module imports, but building the trigger raises
+:class:`~airflow_provider_polytomic.exceptions.PolytomicAirflowVersionError`.
+
 One trigger yields one :class:`TriggerEvent` per matching Polytomic event. Airflow turns
 each into an asset event (``extra = {"from_trigger": True, "payload": <the event>}``) on
 the assets the watcher is attached to. Watchers of one connection share one poll of the
@@ -52,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_polytomic._compat import TriggerEvent
+from airflow_provider_polytomic._compat import TriggerEvent, asset_state_accessors, require_airflow
 from airflow_provider_polytomic.api import EVENT_RETENTION
 from airflow_provider_polytomic.models import Event, EventType, Outcome, classify
 from airflow_provider_polytomic.sync_wait import parse_time, transient, utcnow
@@ -214,6 +218,7 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
         webhook_dedupe: bool = False,
         webhook_grace: float = 5.0,
     ) -> None:
+        require_airflow("PolytomicEventTrigger (asset watchers)", (3, 0))
         super().__init__()
         if not isinstance(polytomic_conn_id, str) or not polytomic_conn_id:
             raise ValueError(f"polytomic_conn_id must be a non-empty string, got {polytomic_conn_id!r}")
@@ -281,7 +286,8 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
     # ------------------------------------------------------------------ running
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        store = _Store(self.asset_state_store)
+        # Airflow 3.3+ gives watcher triggers an asset state store; before, there is none.
+        store = _Store(getattr(self, "asset_state_store", None))
         state = self._state
         if state is None:
             state = await store.load(self.cursor_key)
@@ -385,14 +391,10 @@ class _Store:
     def __init__(self, accessors: Any) -> None:
         self._accessors: list[Any] = []
         if accessors is not None:
-            # AssetStateStoreAccessors exposes per-asset accessors only by subscripting with
-            # the asset, which the trigger does not know; read its maps, else use the
-            # single-asset shortcut methods it offers.
-            per_asset = [
-                *getattr(accessors, "_by_name", {}).values(),
-                *getattr(accessors, "_by_uri", {}).values(),
-            ]
-            self._accessors = per_asset or [accessors]
+            # Airflow's AssetStateStoreAccessors, one accessor per watched asset; anything
+            # else is used as a single accessor.
+            per_asset = asset_state_accessors(accessors)
+            self._accessors = [accessors] if per_asset is None else per_asset
 
     @property
     def available(self) -> bool:

@@ -11,6 +11,7 @@ Commands:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from airflow_provider_polytomic.operators.webhook import ensure_receiver_webhook
 
         try:
-            result = ensure_receiver_webhook(args.endpoint, args.conn_id)
+            # Some Airflow versions log to stdout; keep stdout for the JSON answer alone.
+            with contextlib.redirect_stdout(sys.stderr):
+                result = ensure_receiver_webhook(args.endpoint, args.conn_id)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -26,6 +26,10 @@ own service behind an ingress. The asset event's ``extra`` is
 
 Secrets (the webhook secret, signatures, Airflow credentials and tokens) are never
 logged nor echoed in responses.
+
+Needs Airflow 3.0+ (assets and the ``/api/v2`` REST API). On Airflow 2 this module imports
+(even without FastAPI, which Airflow 2 does not ship), and :func:`create_app` raises
+:class:`~airflow_provider_polytomic.exceptions.PolytomicAirflowVersionError`.
 """
 
 from __future__ import annotations
@@ -43,10 +47,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
-from airflow_provider_polytomic._compat import BaseHook, conf_get
+from airflow_provider_polytomic._compat import AIRFLOW_V_3, BaseHook, conf_get, require_airflow
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+except ImportError:  # Airflow 2 does not ship FastAPI; create_app() raises a version error there.
+    if AIRFLOW_V_3:
+        raise
+    FastAPI = Request = JSONResponse = None  # type: ignore[assignment,misc,unused-ignore]
 from airflow_provider_polytomic.api import EVENT_RETENTION
 from airflow_provider_polytomic.assets import sync_uri
 from airflow_provider_polytomic.models import Event, parse_event
@@ -487,7 +497,10 @@ def create_app(
     :param signature_algorithm: HMAC hash of ``Polytomic-Signature`` (Polytomic has not
         published it; SHA-256 is assumed).
     :param signature_encoding: ``hex`` (assumed) or ``base64``.
+    :raises PolytomicAirflowVersionError: on Airflow 2: events are recorded through the
+        Airflow 3 REST API (``/api/v2``).
     """
+    require_airflow("The Polytomic webhook receiver", (3, 0))
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
     types = frozenset(event_types if event_types is not None else DEFAULT_EVENT_TYPES)

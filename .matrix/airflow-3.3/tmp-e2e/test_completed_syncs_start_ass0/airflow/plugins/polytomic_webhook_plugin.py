@@ -1,0 +1,1 @@
+from airflow_provider_polytomic.webhook.plugin import PolytomicWebhookPlugin  # noqa: F401
