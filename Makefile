@@ -1,29 +1,35 @@
-# The two commands a newcomer needs:
-#   make demo   - an example DAG end to end on a real Airflow against the bundled fake Polytomic server
-#   make test   - the whole test suite (what CI runs)
-# Both create .venv with uv and install the package with its test extras first.
+# The commands a newcomer needs:
+#   make demo        - an example DAG end to end on a real Airflow against the bundled fake Polytomic server
+#   make test        - the test matrix of ci/matrix.txt, every supported Airflow x Python (what CI runs)
+#   make test-quick  - the suite in the development venv only (.venv, the newest Airflow), for the edit loop
+#   make lint        - ruff and mypy
+# uv is used when on PATH, else `python -m uv`, else installed by ci/find-uv (never assumed on PATH).
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
-UV ?= $(shell command -v uv 2>/dev/null)
+# The first of these that runs (a pyenv shim of an inactive version does not).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; do \
+	  $$p -c 'import sys; assert sys.version_info >= (3, 10)' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+# How to run uv, resolved once, when a recipe first needs it (make clean never installs uv).
+UV ?= $(eval UV := $(shell PYTHON="$(PYTHON)" ci/find-uv))$(UV)
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-quick lint demo bench clean
 
-$(VENV)/.installed: pyproject.toml
-	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet uv; fi
-	uv venv --quiet --allow-existing --python "$(PYTHON)" $(VENV)
-	uv pip install --quiet --python $(PY) -e ".[test]"
+$(VENV)/.installed: pyproject.toml ci/matrix.txt
+	UV="$(UV)" $(PYTHON) ci/matrix.py --install-dev $(VENV) --python "$(PYTHON)"
 	@touch $@
 
 install: $(VENV)/.installed
 
-test: install
-	$(PY) -m pytest
+test:
+	UV="$(UV)" $(PYTHON) ci/matrix.py
+
+test-quick: install
+	$(PY) -m pytest -m "not e2e"
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check airflow_provider_polytomic
+	$(VENV)/bin/ruff format --check airflow_provider_polytomic ci
 	$(VENV)/bin/mypy airflow_provider_polytomic
 
 demo: install
@@ -33,4 +39,4 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) .demo .matrix .uv-bootstrap

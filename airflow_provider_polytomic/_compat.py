@@ -330,6 +330,18 @@ def record_airflow2_reschedule(ti: Any, start_date: datetime, reschedule_date: d
         )
 
 
+def airflow2_extra_link(dag_folder: str, dag_id: str, run_id: str, task_id: str, name: str) -> Any:
+    """Airflow 2: an extra link's URL as its webserver builds it (serialized task, task
+    instance from the metadata database). Run in the environment of that Airflow home."""
+    from airflow.models import DagBag, DagRun  # type: ignore[attr-defined,unused-ignore]
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    dag = DagBag(dag_folder=dag_folder).get_dag(dag_id)
+    task = SerializedDAG.from_dict(SerializedDAG.to_dict(dag)).get_task(task_id)  # type: ignore[attr-defined,unused-ignore]
+    (run,) = DagRun.find(dag_id=dag_id, run_id=run_id)  # type: ignore[attr-defined,unused-ignore]
+    return task.get_extra_links(run.get_task_instance(task_id), name)
+
+
 def asset_state_store_accessors(inlets: list[Any]) -> Any:
     """A real ``AssetStateStoreAccessors`` over ``inlets``, as the triggerer builds one (3.3+)."""
     from airflow.sdk.execution_time.context import AssetStateStoreAccessors

@@ -219,6 +219,19 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
             is_done=True, xcom_value=self.finish(result, waited_on_execution=bool(self.execution_id))
         )
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after deferral; a deferral timeout honours ``soft_fail`` on every Airflow.
+
+        Airflow 3.0 turns the timeout into ``AirflowSensorTimeout`` without applying
+        ``soft_fail`` (later versions and Airflow 2 apply it); this applies it there too.
+        """
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSensorTimeout as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(f"{exc} (soft_fail=True: skipping)") from exc
+            raise
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired."""
         return handle_trigger_event(self, event, waited_on_execution=bool(self.execution_id))

@@ -1,5 +1,8 @@
 """A small harness to run DAGs on a REAL Airflow 3 (SQLite) from pytest, in subprocesses.
 
+On Airflow 2.11 everything but :meth:`AirflowHome.stack` works too (``migrate``, ``cli``,
+``dags_test`` and the state reads), with the SequentialExecutor Airflow 2 requires for SQLite.
+
 Reused by several end-to-end test modules; the public API below is meant to stay stable.
 
 Usage::
@@ -24,8 +27,9 @@ Public API (all of it):
 
 * :class:`AirflowHome` - ``migrate``, ``cli``, ``dags_test``, ``trigger``, ``wait_for_dag``,
   ``run_state``, ``wait_for_run``, ``latest_run_id``, ``task_states``, ``wait_for_task_states``,
-  ``xcom``, ``task_log``, ``stack``; attributes ``root``, ``dags_folder``, ``env`` (a dict you
-  may update before starting anything), ``db_path``, ``api_port``.
+  ``reschedule_count``, ``xcom``, ``task_log``, ``stack``; attributes ``root``,
+  ``dags_folder``, ``env`` (a dict you may update before starting anything), ``db_path``,
+  ``api_port``.
 * :func:`wait_until` - poll a condition with a deadline; :func:`free_port`.
 * :class:`DagTestResult` - ``run_id``, ``returncode``, ``output``.
 * :class:`Stack` - ``api_url``, ``log(component)``, ``pgid``, ``alive()``.
@@ -68,6 +72,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_polytomic._compat import AIRFLOW_V_3
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -202,7 +208,8 @@ class AirflowHome:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # Airflow 2 refuses LocalExecutor on SQLite.
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor" if AIRFLOW_V_3 else "SequentialExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
@@ -393,6 +400,18 @@ class AirflowHome:
             (dag_id, run_id),
         )
         return {(t if m < 0 else f"{t}[{m}]"): s for t, m, s in rows}
+
+    def reschedule_count(self, dag_id: str, run_id: str, task_id: str) -> int:
+        """How many times a task of a run was rescheduled (its ``task_reschedule`` rows)."""
+        if AIRFLOW_V_3:
+            sql = (
+                "SELECT COUNT(*) FROM task_reschedule r JOIN task_instance t ON r.ti_id = t.id"
+                " WHERE t.dag_id = ? AND t.run_id = ? AND t.task_id = ?"
+            )
+        else:
+            sql = "SELECT COUNT(*) FROM task_reschedule WHERE dag_id = ? AND run_id = ? AND task_id = ?"
+        rows = self._query(sql, (dag_id, run_id, task_id))
+        return int(rows[0][0]) if rows else 0
 
     def wait_for_task_states(
         self, dag_id: str, run_id: str, expected: Mapping[str, set[str]], timeout: float = 180
