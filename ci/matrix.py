@@ -11,10 +11,11 @@
 Each cell gets ``.matrix/<cell>/venv`` (created with uv in seconds, and kept between runs
 until ``pyproject.toml`` or the cell's line changes) with the package, its test extras and
 the cell's exact Airflow. Suites then run as separate pytest processes, ``--jobs`` at a time
-(default 3: the suites mostly wait on sockets and timers, so more than the two cores of a CI
-machine are kept busy). Each suite's output goes to ``.matrix/<cell>/<suite>.log``; the
-console gets one line per suite when it starts and ends, then a summary, then the tail of
-every failing suite's log under a header naming its cell.
+(default: all at once; the suites mostly wait on sockets and timers, so running them together
+costs little more wall time than the slowest one alone, even on two cores). Each suite's
+output goes to ``.matrix/<cell>/<suite>.log``; the console gets one line per suite when it
+starts and ends, then a summary, then pytest's failure report of every failing suite under a
+header naming its cell.
 
 Interpreters: ``python3.X`` on PATH (when it runs: a pyenv shim of an inactive version
 does not), else pyenv's ``versions/3.X.*``, else a uv-managed Python. A missing one stops
@@ -49,7 +50,8 @@ SUITES = {"unit": "not e2e", "e2e": "e2e"}
 # Longest first, so the slowest suite does not start last.
 SUITE_ORDER = {"e2e": 0, "unit": 1}
 JOB_TIMEOUT = 1800.0
-TAIL_LINES = 80
+EXCERPT_LINES = 150
+_HEADER = re.compile(r"^=+ (.+?) =+$")
 _SUMMARY = re.compile(r"^=*\s*(\d+ \w+.*?) in [\d.]+s(?: \([\d:]+\))?\s*=*$")
 _COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected|warnings?)")
 
@@ -317,9 +319,34 @@ def run_matrix(cells: list[Cell], suites: set[str], jobs: int, timeout: float) -
     if not todo:
         raise MatrixError("no suite selected")
     todo.sort(key=lambda j: SUITE_ORDER[j.suite])
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs if jobs > 0 else len(todo)) as pool:
         done = list(pool.map(lambda j: run_job(j, timeout), todo))
     return report(done)
+
+
+def failure_excerpt(output: str, limit: int = EXCERPT_LINES) -> list[str]:
+    """pytest's failures and errors sections and its short summary, not the warnings;
+    the whole output's tail when pytest did not get that far."""
+    kept: list[str] = []
+    keeping = False
+    for line in output.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            title = header.group(1)
+            keeping = (
+                title in ("FAILURES", "ERRORS")
+                or title.startswith("short test summary")
+                or bool(_SUMMARY.match(line.strip()))
+            )
+        if keeping and not line.startswith(("SKIPPED ", "XFAIL ", "XPASS ")):
+            kept.append(line)
+    if not kept:
+        kept = output.splitlines()[-limit:]
+    if len(kept) > limit:
+        head = limit * 2 // 3
+        cut = len(kept) - limit
+        kept = [*kept[:head], f"... ({cut} lines cut) ...", *kept[-(limit - head) :]]
+    return kept
 
 
 def report(done: list[Job]) -> int:
@@ -333,9 +360,8 @@ def report(done: list[Job]) -> int:
         )
     failed = [j for j in done if not j.ok]
     for job in failed:
-        lines = job.log.read_text(errors="replace").splitlines()
-        print(f"\n---- FAILED: {job.label} (last {TAIL_LINES} lines of {job.log.relative_to(ROOT)}) ----")
-        print("\n".join(lines[-TAIL_LINES:]))
+        print(f"\n---- FAILED: {job.label} (excerpt of {job.log.relative_to(ROOT)}) ----")
+        print("\n".join(failure_excerpt(job.log.read_text(errors="replace"))))
         print(f"---- end of {job.label} ----", flush=True)
     total = {k: sum(j.counts.get(k, 0) for j in done) for k in ("passed", "failed", "errors", "skipped")}
     print(
@@ -356,7 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--cells", help="comma-separated cell names (default: all)")
     parser.add_argument("--suites", default=",".join(SUITES), help="comma-separated: unit,e2e")
-    parser.add_argument("-j", "--jobs", type=int, default=int(os.environ.get("MATRIX_JOBS", "3")))
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=int(os.environ.get("MATRIX_JOBS", "0")),
+        help="suites run at once (default: all; they mostly wait on sockets and timers)",
+    )
     parser.add_argument("--timeout", type=float, default=JOB_TIMEOUT, help="seconds per suite")
     parser.add_argument("--list", action="store_true", help="print the cells and their interpreters")
     parser.add_argument("--install-dev", metavar="VENV", help="create the development venv and exit")
