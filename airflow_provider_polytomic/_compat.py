@@ -66,29 +66,29 @@ if AIRFLOW_V_3:
         from airflow.sdk import BaseHook
     except ImportError:  # Airflow 3.0
         from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    try:
-        from airflow.sdk.exceptions import (
-            AirflowException,
-            AirflowFailException,
-            AirflowNotFoundException,
-            AirflowRescheduleException,
-            AirflowSensorTimeout,
-            AirflowSkipException,
-            TaskDeferred,
-        )
-    except ImportError:  # Airflow 3.0 and 3.1: still in airflow.exceptions
-        from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-            AirflowException,
-            AirflowFailException,
-            AirflowNotFoundException,
-            AirflowRescheduleException,
-            AirflowSensorTimeout,
-            AirflowSkipException,
-            TaskDeferred,
-        )
     from airflow.triggers.base import BaseEventTrigger
 else:  # Airflow 2.11
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.io.path import ObjectStoragePath  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.models import BaseOperator, BaseOperatorLink, Connection  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+
+    AssetWatcher = None  # type: ignore[assignment,misc,unused-ignore]
+
+try:  # Airflow 3.2+
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+except ImportError:  # Airflow 2.11 to 3.1: still in airflow.exceptions
     from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
         AirflowException,
         AirflowFailException,
@@ -98,14 +98,6 @@ else:  # Airflow 2.11
         AirflowSkipException,
         TaskDeferred,
     )
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.io.path import ObjectStoragePath  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.models import BaseOperator, BaseOperatorLink, Connection  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-
-    AssetWatcher = None  # type: ignore[assignment,misc,unused-ignore]
 
 
 def airflow_version() -> str:

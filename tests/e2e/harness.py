@@ -30,7 +30,9 @@ Public API (all of it):
   ``reschedule_count``, ``xcom``, ``task_log``, ``stack``; attributes ``root``,
   ``dags_folder``, ``env`` (a dict you may update before starting anything), ``db_path``,
   ``api_port``.
-* :func:`wait_until` - poll a condition with a deadline; :func:`free_port`.
+* :func:`wait_until` - poll a condition with a deadline; :func:`free_port`;
+  :func:`polytomic_conn_env` - the connection environment for a fake Polytomic;
+  ``needs_airflow_3_stack`` - a pytest mark skipping tests that need Airflow 3 on Airflow 2.
 * :class:`DagTestResult` - ``run_id``, ``returncode``, ``output``.
 * :class:`Stack` - ``api_url``, ``log(component)``, ``pgid``, ``alive()``.
 
@@ -73,6 +75,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from airflow_provider_polytomic._compat import AIRFLOW_V_3
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
@@ -80,6 +84,20 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 _POLL = 0.5
 # A migrated, never-used database of this process (see AirflowHome.migrate).
 _MIGRATED_TEMPLATE: Path | None = None
+
+
+needs_airflow_3_stack = pytest.mark.skipif(
+    not AIRFLOW_V_3,
+    reason="drives the Airflow 3 stack (api-server, dag-processor); "
+    "test_e2e_every_airflow.py covers Airflow 2.11",
+)
+"""Marks a test that needs :meth:`AirflowHome.stack` (or other Airflow 3 parts)."""
+
+
+def polytomic_conn_env(fake: Any) -> dict[str, str]:
+    """The environment that points ``polytomic_default`` at a fake Polytomic (``FakePolytomic``)."""
+    conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 3}}
+    return {"AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(conn)}
 
 
 def airflow_executable() -> str:
@@ -536,4 +554,12 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
-__all__ = ["AirflowHome", "DagTestResult", "Stack", "free_port", "wait_until"]
+__all__ = [
+    "AirflowHome",
+    "DagTestResult",
+    "Stack",
+    "free_port",
+    "needs_airflow_3_stack",
+    "polytomic_conn_env",
+    "wait_until",
+]

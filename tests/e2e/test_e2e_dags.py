@@ -26,18 +26,10 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from airflow_provider_polytomic._compat import AIRFLOW_V_3
 from airflow_provider_polytomic.testing import FakePolytomic
-from tests.e2e.harness import AirflowHome, DagTestResult
+from tests.e2e.harness import AirflowHome, DagTestResult, needs_airflow_3_stack, polytomic_conn_env
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not AIRFLOW_V_3,
-        reason="drives the Airflow 3 stack (api-server, dag-processor); "
-        "test_e2e_every_airflow.py covers Airflow 2.11",
-    ),
-]
+pytestmark = [pytest.mark.e2e, needs_airflow_3_stack]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "example_dags"
@@ -52,11 +44,6 @@ def fake() -> Iterator[FakePolytomic]:
     """One fake Polytomic for the module (loopback, free port)."""
     with FakePolytomic() as server:
         yield server
-
-
-def conn_env(fake: FakePolytomic) -> dict[str, str]:
-    conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 3}}
-    return {"AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(conn)}
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +98,7 @@ def example_runs(
     for dag_id in EXAMPLE_IDS:
         root = tmp_path_factory.mktemp(dag_id)
         env = {
-            **conn_env(fake),
+            **polytomic_conn_env(fake),
             "POLYTOMIC_EXAMPLE_SYNC_ID": syncs["contacts"],
             "POLYTOMIC_EXAMPLE_SCHEDULED_SYNC_ID": syncs["scheduled"],
             "POLYTOMIC_EXAMPLE_BULK_SYNC_ID": syncs["warehouse"],
@@ -253,7 +240,7 @@ def test_real_triggerer_defers_resumes_and_soft_fails(
     execution_id = fake.start_execution(waited)  # stays running until this test completes it
 
     home = AirflowHome(
-        tmp_path_factory.mktemp("stack") / "airflow", dags_folder=TEST_DAGS, env=conn_env(fake)
+        tmp_path_factory.mktemp("stack") / "airflow", dags_folder=TEST_DAGS, env=polytomic_conn_env(fake)
     )
     home.migrate(copy_from=template)
     with home.stack(timeout=600) as stack:

@@ -24,19 +24,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_polytomic._compat import AIRFLOW_V_3
 from airflow_provider_polytomic.operators.webhook import ensure_receiver_webhook
 from airflow_provider_polytomic.testing import FakePolytomic
-from tests.e2e.harness import AirflowHome, wait_until
+from tests.e2e.harness import AirflowHome, needs_airflow_3_stack, wait_until
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not AIRFLOW_V_3,
-        reason="drives the Airflow 3 stack (api-server, dag-processor); "
-        "test_e2e_every_airflow.py covers Airflow 2.11",
-    ),
-]
+pytestmark = [pytest.mark.e2e, needs_airflow_3_stack]
 
 DAGS = Path(__file__).resolve().parent / "dags_events"
 POLL_SYNC_ID = "0f8b6c1e-5d2a-4c3b-9e7f-1a2b3c4d5e6f"

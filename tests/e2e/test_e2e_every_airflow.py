@@ -32,7 +32,7 @@ import pytest
 from airflow_provider_polytomic import __version__
 from airflow_provider_polytomic._compat import AIRFLOW_V_3
 from airflow_provider_polytomic.testing import FakePolytomic
-from tests.e2e.harness import AirflowHome, DagTestResult, wait_until
+from tests.e2e.harness import AirflowHome, DagTestResult, polytomic_conn_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,11 +50,6 @@ def fake() -> Iterator[FakePolytomic]:
         yield server
 
 
-def conn_env(fake: FakePolytomic) -> dict[str, str]:
-    conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 3}}
-    return {"AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(conn)}
-
-
 def cli_json(home: AirflowHome, *args: str) -> Any:
     """The JSON an ``airflow`` command prints (some versions log to stdout before it)."""
     output = home.cli(*args, "-o", "json").stdout
@@ -69,7 +64,7 @@ def cli_json(home: AirflowHome, *args: str) -> Any:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, fake: FakePolytomic) -> AirflowHome:
     root = tmp_path_factory.mktemp("every-airflow")
-    home = AirflowHome(root / "airflow", dags_folder=PORTABLE_DAGS, env=conn_env(fake))
+    home = AirflowHome(root / "airflow", dags_folder=PORTABLE_DAGS, env=polytomic_conn_env(fake))
     home.migrate()
     return home
 
@@ -184,7 +179,7 @@ def test_example_dag_sync_and_record_logs(
     fake.set_auto_outcome(sync_id, "completed", after=2, inserted=INSERTED, updated=UPDATED)
     root = tmp_path_factory.mktemp("example")
     env = {
-        **conn_env(fake),
+        **polytomic_conn_env(fake),
         "POLYTOMIC_EXAMPLE_SYNC_ID": sync_id,
         "POLYTOMIC_EXAMPLE_DESTINATION": f"file://{root / 'record_logs'}",
         "POLYTOMIC_EXAMPLE_POLL_INTERVAL": "1",
