@@ -25,7 +25,7 @@ test:
 	UV="$(UV)" $(PYTHON) ci/matrix.py
 
 test-quick: install
-	$(PY) -m pytest -m "not e2e"
+	UV="$(UV)" $(PY) -m pytest -m "not e2e"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,9 @@ Checks (``tests/test_packaging.py`` runs them in CI):
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,11 +43,12 @@ FORBIDDEN = re.compile(r"(^|/)(tests|benchmarks|scripts)/|\.(c|h|so|pyd|dll|dyli
 
 def build(out_dir: Path) -> tuple[Path, Path]:
     """``uv build`` the project into ``out_dir``; returns (sdist, wheel)."""
-    uv = shutil.which("uv")
-    if uv is None:
-        raise RuntimeError("uv is not on PATH (make install and .ci/run install it)")
+    # make passes the uv command it settled on (ci/find-uv: it may be `python -m uv`).
+    uv = shlex.split(os.environ.get("UV", "")) or [shutil.which("uv") or ""]
+    if not uv[0]:
+        raise RuntimeError("uv is neither in $UV nor on PATH (make finds or installs it: ci/find-uv)")
     subprocess.run(  # noqa: S603 - a fixed command line, no shell
-        [uv, "build", "--quiet", "--out-dir", str(out_dir), str(ROOT)],
+        [*uv, "build", "--quiet", "--out-dir", str(out_dir), str(ROOT)],
         check=True,
         cwd=ROOT,
     )
