@@ -42,18 +42,33 @@ class Scenario:
     sensor: dict[str, Any] = field(default_factory=dict)
 
 
-def later(seconds: float, fn: Callable[[], Any]) -> None:
-    """Make something happen on the fake server while the sensor waits."""
-    timer = threading.Timer(seconds, fn)
-    timer.daemon = True
-    timer.start()
+def once_waiting(fake: FakePolytomic, sync_id: str, fn: Callable[[], Any], polls: int = 3) -> None:
+    """Make something happen on the fake server while the sensor waits: once it has polled the
+    events API ``polls`` times after reading the sync's status (which every mode does first,
+    unless Polytomic fails that first poke), so what happens is seen through the events it
+    polls, however loaded the machine (a fixed delay from the set-up raced the sensor's start-up)."""
+
+    def is_waiting() -> bool:
+        requests = list(fake.requests)
+        reads = [i for i, r in enumerate(requests) if sync_id in r.path and "/executions" in r.path]
+        polled = [i for i, r in enumerate(requests) if r.path == "/api/events"]
+        anchor = reads[0] if reads else polled[0] if polled else None
+        return anchor is not None and sum(i > anchor for i in polled) >= polls
+
+    def run() -> None:
+        deadline = time.monotonic() + 60
+        while not is_waiting() and time.monotonic() < deadline:
+            time.sleep(0.01)  # polls a condition; nothing is assumed about timing
+        fn()
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 def _with_execution(outcome: str, **kw: Any) -> Callable[[FakePolytomic], dict[str, Any]]:
     def setup(fake: FakePolytomic) -> dict[str, Any]:
         sync_id = fake.add_sync("contacts")
         execution_id = fake.start_execution(sync_id)
-        later(0.4, lambda: _finish(fake, sync_id, execution_id, outcome, **kw))
+        once_waiting(fake, sync_id, lambda: _finish(fake, sync_id, execution_id, outcome, **kw))
         return {"sync_id": sync_id, "execution_id": execution_id}
 
     return setup
@@ -83,7 +98,7 @@ def _without_execution(fake: FakePolytomic) -> dict[str, Any]:
         execution_id = fake.start_execution(sync_id)
         fake.complete_execution(sync_id, execution_id, inserted=[{"id": 1}, {"id": 2}])
 
-    later(0.4, run)
+    once_waiting(fake, sync_id, run)
     return {"sync_id": sync_id}
 
 
@@ -98,7 +113,11 @@ def _before_first_poke(fake: FakePolytomic) -> dict[str, Any]:
 def _event_dropped(fake: FakePolytomic) -> dict[str, Any]:
     fake.faults.drop_events = {"sync.completed"}
     sync_id = fake.add_sync("contacts")
-    later(0.3, lambda: fake.complete_execution(sync_id, fake.start_execution(sync_id), inserted=[{"id": 1}]))
+    once_waiting(
+        fake,
+        sync_id,
+        lambda: fake.complete_execution(sync_id, fake.start_execution(sync_id), inserted=[{"id": 1}]),
+    )
     return {"sync_id": sync_id}
 
 
@@ -129,14 +148,14 @@ def _unknown_status_first(fake: FakePolytomic) -> dict[str, Any]:
     sync_id = fake.add_sync("contacts")
     execution_id = fake.start_execution(sync_id)
     fake.set_execution_status(sync_id, execution_id, "mystery_new_status")
-    later(0.5, lambda: fake.complete_execution(sync_id, execution_id))
+    once_waiting(fake, sync_id, lambda: fake.complete_execution(sync_id, execution_id))
     return {"sync_id": sync_id, "execution_id": execution_id}
 
 
 def _bulk(fake: FakePolytomic) -> dict[str, Any]:
     sync_id = fake.add_sync("warehouse", kind="bulk")
     execution_id = fake.start_execution(sync_id)
-    later(0.4, lambda: fake.complete_execution(sync_id, execution_id, inserted=[{"id": 1}]))
+    once_waiting(fake, sync_id, lambda: fake.complete_execution(sync_id, execution_id, inserted=[{"id": 1}]))
     return {"sync_id": sync_id, "execution_id": execution_id, "sync_kind": "bulk"}
 
 
@@ -291,8 +310,9 @@ def test_failure_without_execution_id_can_be_retried(
 ) -> None:
     polytomic_conn.events_order = order
     sync_id = polytomic_conn.add_sync()
-    later(
-        0.3,
+    once_waiting(
+        polytomic_conn,
+        sync_id,
         lambda: polytomic_conn.fail_execution(sync_id, polytomic_conn.start_execution(sync_id), error="boom"),
     )
 
