@@ -202,8 +202,16 @@ def test_not_waiting(polytomic_conn: FakePolytomic) -> None:
 def test_409_attaches_to_running_execution(polytomic_conn: FakePolytomic) -> None:
     fake = polytomic_conn
     sync_id = fake.add_sync("contacts")
-    running = fake.run_execution(sync_id, outcome="completed", after=0.4, inserted=[{"id": 1}])
+    running = fake.start_execution(sync_id)
     ti = FakeTI()
+
+    # It finishes once the operator has attached (not after a fixed delay, which a slow start
+    # could outlast: the operator would then start a second execution, which never finishes).
+    def finish_once_attached(key: str, value: Any) -> None:
+        if key == "execution_id":
+            fake.complete_execution(sync_id, running, inserted=[{"id": 1}])
+
+    ti.on_push = finish_once_attached
     result = make_op(sync_id).execute(ctx(ti))
     assert result["execution_id"] == running
     assert ti.xcoms["execution_id"] == running
