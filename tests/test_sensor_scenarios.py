@@ -42,6 +42,13 @@ class Scenario:
     sensor: dict[str, Any] = field(default_factory=dict)
 
 
+def later(seconds: float, fn: Callable[[], Any]) -> None:
+    """Make something happen on the fake server ``seconds`` from now."""
+    timer = threading.Timer(seconds, fn)
+    timer.daemon = True
+    timer.start()
+
+
 def once_waiting(fake: FakePolytomic, sync_id: str, fn: Callable[[], Any], polls: int = 3) -> None:
     """Make something happen on the fake server while the sensor waits: once it has polled the
     events API ``polls`` times after reading the sync's status (which every mode does first,
