@@ -50,16 +50,23 @@ def later(seconds: float, fn: Callable[[], Any]) -> None:
 
 
 def once_waiting(fake: FakePolytomic, sync_id: str, fn: Callable[[], Any], polls: int = 3) -> None:
-    """Make something happen on the fake server while the sensor waits: once it has polled the
-    events API ``polls`` times after reading the sync's status (which every mode does first,
-    unless Polytomic fails that first poke), so what happens is seen through the events it
-    polls, however loaded the machine (a fixed delay from the set-up raced the sensor's start-up)."""
+    """Make something happen on the fake server while the sensor waits, so that the events it
+    polls are what see it first, however loaded the machine (a fixed delay from the set-up
+    raced the sensor's start-up):
+
+    * a sensor that reads the status at every poke (poke, reschedule): right after one of those
+      reads, between two pokes - the next poke reads events before the status;
+    * a deferred sensor (one status read at start-up): after ``polls`` event polls since it;
+    * no status read at all (Polytomic failing the first pokes): after ``polls`` event polls.
+    """
 
     def is_waiting() -> bool:
         requests = list(fake.requests)
         reads = [i for i, r in enumerate(requests) if sync_id in r.path and "/executions" in r.path]
         polled = [i for i, r in enumerate(requests) if r.path == "/api/events"]
-        anchor = reads[0] if reads else polled[0] if polled else None
+        if len(reads) >= 2:
+            return not any(i > reads[-1] for i in polled) and sum(i > reads[0] for i in polled) >= polls
+        anchor = reads[-1] if reads else polled[0] if polled else None
         return anchor is not None and sum(i > anchor for i in polled) >= polls
 
     def run() -> None:
