@@ -190,9 +190,12 @@ def run_round(tail: api.EventTail, hook: PolytomicHook, now: datetime | None = N
 def test_each_round_reads_only_what_is_new(fake: FakePolytomic):
     order = fake.events_order
     hook = PolytomicHook()
-    # A busy past: 2,000 events in the last minute, which a round must not re-read.
-    add_events(fake, 2000, start=fake.clock.now() - timedelta(seconds=59), step=timedelta(milliseconds=29))
-    tail = api.EventTail(start=fake.clock.now() - timedelta(seconds=60), recheck_interval=None)
+    # A busy past: 2,000 events in the last minute, which a round must not re-read. One "now"
+    # for both: adding them takes long enough on a loaded machine to push the oldest out of
+    # a window taken afterwards.
+    now = fake.clock.now()
+    add_events(fake, 2000, start=now - timedelta(seconds=59), step=timedelta(milliseconds=29))
+    tail = api.EventTail(start=now - timedelta(seconds=60), recheck_interval=None)
     first = run_round(tail, hook)
     assert len(first) == 2000
     for new in (0, 1, 30, 99, 100, 101, 250, 640):
