@@ -94,11 +94,16 @@ class Runner:
     async def start(self) -> Runner:
         """Start the trigger; returns once it has fixed its starting cursor.
 
-        The trigger sets its cursor in its first step, before its first network read, so
-        one turn of the event loop is enough (a yield to the loop, not a timed wait).
+        The trigger sets its cursor before its first network read, but on Airflow < 3.3 it
+        first sets up its own event stream, which may take several turns of the event loop:
+        wait for the cursor itself, not for a number of turns.
         """
         self.advance_in_background()
-        await asyncio.sleep(0)
+        assert self._pending is not None
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while self.trigger._state is None and not self._pending.done():
+            assert asyncio.get_running_loop().time() < deadline, "the trigger never fixed its cursor"
+            await asyncio.sleep(0.001)
         return self
 
     async def close(self) -> None:

@@ -63,6 +63,8 @@ def once_waiting(fake: FakePolytomic, sync_id: str, fn: Callable[[], Any], polls
     def is_waiting() -> bool:
         requests = list(fake.requests)
         reads = [i for i, r in enumerate(requests) if sync_id in r.path and "/executions" in r.path]
+        if reads and not requests[reads[-1]].answered.is_set():
+            return False  # finishing now would show in that status read
         polled = [i for i, r in enumerate(requests) if r.path == "/api/events"]
         if len(reads) >= 2:
             return not any(i > reads[-1] for i in polled) and sum(i > reads[0] for i in polled) >= polls
@@ -71,7 +73,13 @@ def once_waiting(fake: FakePolytomic, sync_id: str, fn: Callable[[], Any], polls
 
     def run() -> None:
         deadline = time.monotonic() + 60
-        while not is_waiting() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            # Under the fake's lock: a request that arrives meanwhile is served after fn(), and
+            # one that arrived before is in fake.requests (so is_waiting sees it).
+            with fake.org.lock:
+                if is_waiting():
+                    fn()
+                    return
             time.sleep(0.01)  # polls a condition; nothing is assumed about timing
         fn()
 

@@ -94,6 +94,17 @@ def _record(scope: Scope, body: bytes, now: datetime) -> RecordedRequest:
     )
 
 
+def _marking_answered(send: Send, request: RecordedRequest) -> Send:
+    """``send``, setting ``request.answered`` as the response starts."""
+
+    async def marked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            request.answered.set()
+        await send(message)
+
+    return marked
+
+
 async def _close_transport(scope: Scope, *, abort: bool) -> bool:
     """Close (flush first) or abort (RST) the connection of ``scope``; False if unavailable."""
     transport = scope.get(TRANSPORT_SCOPE_KEY)
@@ -152,6 +163,7 @@ class StorageOrigin:
         body = await _read_body(receive)
         request = _record(scope, body, self.state.clock.now())
         self.state.storage_requests.append(request)
+        send = _marking_answered(send, request)
         await _serve_file(self.state, scope, send, request)
 
 
@@ -172,6 +184,7 @@ class ApiOrigin:
         body = await _read_body(receive)
         request = _record(scope, body, state.clock.now())
         state.requests.append(request)
+        send = _marking_answered(send, request)
         path = request.path
         if path.startswith("/files/"):
             await _serve_file(state, scope, send, request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -81,6 +82,9 @@ class RecordedRequest:
     """When it arrived, per the fake clock."""
     query_list: list[tuple[str, str]] = field(default_factory=list)
     """Every query parameter in order, repeats included."""
+    answered: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    """Set once the fake has computed the response and begun sending it: a test that must act
+    strictly after a request was served (not merely received) waits on this."""
 
     @property
     def has_authorization(self) -> bool:
