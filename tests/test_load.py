@@ -253,6 +253,9 @@ def test_a_busy_organization_costs_its_new_events_not_its_window(polytomic_conn:
         new = bisect.bisect_right(created, poll[-1].time) - bisect.bisect_left(created, previous[0].time)
         costs.append((len(poll), new))
     print(f"\n{order}: (events requests, new events) per poll: {costs}")
+    # A shuffled page costs up to three more reads (below, inside and above it) to learn
+    # which end the server keeps (EventPager's docstring); ordered pages cost none.
+    probes = 3 if order == "shuffled" else 0
     for requests, new in costs:
-        assert requests <= 3 + math.ceil(new / 100), costs
+        assert requests <= 3 + probes + math.ceil(new / 100), costs
     assert sum(new for _, new in costs) >= 100 * len(costs), costs  # more than a page per poll
