@@ -21,11 +21,16 @@ from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 from airflow_provider_polytomic.client import DEFAULT_EVENT_RECHECK_INTERVAL, Call, data_of
 from airflow_provider_polytomic.models import (
     BulkExecution,
+    BulkSync,
+    BulkSyncSchema,
     Event,
     Execution,
     ExecutionLogsIndex,
     ExecutionLogUrls,
     Identity,
+    Model,
+    ModelSync,
+    PolytomicConnection,
     StartedExecution,
     SyncKind,
     SyncStatus,
@@ -351,6 +356,45 @@ def get_log_urls_at(endpoint: str, base_url: str) -> Call[ExecutionLogUrls]:
     path = resolved.path[len(base.path.rstrip("/")) :]
     return Call(
         "GET", path, lambda b: ExecutionLogUrls.model_validate(data_of(b) or {}), params=params or None
+    )
+
+
+# --------------------------------------------------- sync definitions, models, connections
+
+
+def get_sync(sync_id: str, *, kind: SyncKind = "model") -> Call[ModelSync | BulkSync]:
+    """A sync's definition: ``GET /api/syncs/{id}`` (a :class:`ModelSync`: models and target)
+    or ``GET /api/bulk/syncs/{id}`` (a :class:`BulkSync`: source and destination)."""
+    model: type[ModelSync] | type[BulkSync] = ModelSync if check_kind(kind) == "model" else BulkSync
+    return Call("GET", _sync_base(kind, sync_id), lambda b: model.model_validate(data_of(b)))
+
+
+def list_bulk_sync_schemas(sync_id: str) -> Call[list[BulkSyncSchema]]:
+    """``GET /api/bulk/syncs/{id}/schemas``: the objects a bulk sync copies (one page: the
+    endpoint has no pagination)."""
+
+    def parse(body: Any) -> list[BulkSyncSchema]:
+        items = data_of(body) or []
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list of schemas, got {type(items).__name__}")
+        return [BulkSyncSchema.model_validate(item) for item in items if isinstance(item, dict)]
+
+    return Call("GET", f"{_sync_base('bulk', sync_id)}/schemas", parse)
+
+
+def get_model(model_id: str) -> Call[Model]:
+    """``GET /api/models/{id}``: a model's source connection, configuration and fields."""
+    return Call(
+        "GET", f"/api/models/{_seg(model_id, 'model_id')}", lambda b: Model.model_validate(data_of(b))
+    )
+
+
+def get_connection(connection_id: str) -> Call[PolytomicConnection]:
+    """``GET /api/connections/{id}``: a Polytomic connection's type and configuration."""
+    return Call(
+        "GET",
+        f"/api/connections/{_seg(connection_id, 'connection_id')}",
+        lambda b: PolytomicConnection.model_validate(data_of(b)),
     )
 
 

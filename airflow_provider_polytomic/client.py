@@ -20,6 +20,7 @@ import logging
 import platform
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -310,6 +311,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - now).total_seconds())
 
 
+class DeadlineExceededError(PolytomicAPIError):
+    """A transport's deadline passed before a request could be sent; never retried."""
+
+
 class RetryableAPIError(PolytomicAPIError):
     """A failure worth retrying (429, 5xx, network); carries the server's Retry-After."""
 
@@ -432,14 +437,52 @@ class RetryPolicy:
             wait,
         )
 
-    def tenacity_kwargs(self) -> dict[str, Any]:
+    def tenacity_kwargs(self, deadline: float | None = None) -> dict[str, Any]:
+        """Arguments for ``tenacity.Retrying``/``AsyncRetrying``.
+
+        :param deadline: a ``time.monotonic()`` value: no retry starts after it, and no wait
+            between attempts runs past it.
+        """
+        stop: Any = tenacity.stop_after_attempt(self.max_retries + 1)
+        wait: Any = self._tenacity_wait
+        if deadline is not None:
+            stop = stop | _StopAtDeadline(deadline)
+
+            def wait(state: tenacity.RetryCallState) -> float:
+                return min(self._tenacity_wait(state), max(0.0, deadline - time.monotonic()))
+
         return {
-            "stop": tenacity.stop_after_attempt(self.max_retries + 1),
+            "stop": stop,
             "retry": tenacity.retry_if_exception(self.is_retryable),
-            "wait": self._tenacity_wait,
+            "wait": wait,
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
+
+
+class _StopAtDeadline(tenacity.stop.stop_base):
+    """Stop retrying once a ``time.monotonic()`` deadline has passed."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return time.monotonic() >= self.deadline
+
+
+def remaining_time(deadline: float | None, call: Call[Any]) -> float | None:
+    """Seconds left before ``deadline`` (None: no deadline).
+
+    :raises DeadlineExceededError: the deadline has passed, so ``call`` must not be sent.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceededError(
+            "the time allowed for these Polytomic calls ran out", method=call.method, path=call.path
+        )
+    return left
 
 
 # -------------------------------------------------------------------------- transports
@@ -455,25 +498,37 @@ def _network_error(call: Call[Any], config: ClientConfig, exc: BaseException) ->
 
 
 class SyncTransport:
-    """Sends :class:`Call` objects with ``requests``."""
+    """Sends :class:`Call` objects with ``requests``.
 
-    def __init__(self, config: ClientConfig, session: requests.Session | None = None) -> None:
+    :param deadline: a ``time.monotonic()`` value bounding every call sent through this
+        transport: each attempt's timeouts are cut to the time left, no retry starts after it,
+        and a call sent once it has passed fails at once with :class:`DeadlineExceededError`.
+    """
+
+    def __init__(
+        self, config: ClientConfig, session: requests.Session | None = None, *, deadline: float | None = None
+    ) -> None:
         self.config = config
         self.session = session or requests.Session()
         # Never pick up credentials from ~/.netrc for a host: we send our own.
         self.session.trust_env = False
         self.retry_policy = config.retry_policy
+        self.deadline = deadline
 
     def __repr__(self) -> str:
         return f"SyncTransport(base_url={self.config.base_url!r})"
 
     def send(self, call: Call[T]) -> T:
         key = call.idempotency_key or (uuid.uuid4().hex if call.sends_idempotency_key else None)
-        retrying = tenacity.Retrying(**self.retry_policy.tenacity_kwargs())
+        retrying = tenacity.Retrying(**self.retry_policy.tenacity_kwargs(self.deadline))
         return retrying(self._send_once, call, key)
 
     def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
         headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
+        connect_timeout, read_timeout = self.config.connect_timeout, self.config.timeout
+        left = remaining_time(self.deadline, call)
+        if left is not None:
+            connect_timeout, read_timeout = min(connect_timeout, left), min(read_timeout, left)
         try:
             response = self.session.request(
                 call.method,
@@ -481,7 +536,7 @@ class SyncTransport:
                 params=call.query(),
                 data=json.dumps(call.json) if call.json is not None else None,
                 headers=headers,
-                timeout=(self.config.connect_timeout, self.config.timeout),
+                timeout=(connect_timeout, read_timeout),
                 allow_redirects=False,
             )
             content = response.content
@@ -496,11 +551,14 @@ class SyncTransport:
 class AsyncTransport:
     """Sends :class:`Call` objects with ``httpx.AsyncClient``; never blocks the event loop."""
 
-    def __init__(self, config: ClientConfig, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, config: ClientConfig, client: httpx.AsyncClient | None = None, *, deadline: float | None = None
+    ) -> None:
         self.config = config
         self._client = client
         self._lock: asyncio.Lock | None = None
         self.retry_policy = config.retry_policy
+        self.deadline = deadline
 
     def __repr__(self) -> str:
         return f"AsyncTransport(base_url={self.config.base_url!r})"
@@ -525,11 +583,17 @@ class AsyncTransport:
 
     async def send(self, call: Call[T]) -> T:
         key = call.idempotency_key or (uuid.uuid4().hex if call.sends_idempotency_key else None)
-        retrying = tenacity.AsyncRetrying(**self.retry_policy.tenacity_kwargs())
+        retrying = tenacity.AsyncRetrying(**self.retry_policy.tenacity_kwargs(self.deadline))
         return await retrying(self._send_once, call, key)
 
     async def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
         headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
+        left = remaining_time(self.deadline, call)
+        extra: dict[str, Any] = {}
+        if left is not None:
+            extra["timeout"] = httpx.Timeout(
+                min(self.config.timeout, left), connect=min(self.config.connect_timeout, left)
+            )
         try:
             response = await (await self._http()).request(
                 call.method,
@@ -537,6 +601,7 @@ class AsyncTransport:
                 params=tuple(call.query()),
                 content=json.dumps(call.json).encode() if call.json is not None else None,
                 headers=headers,
+                **extra,
             )
             content = response.content
         except httpx.HTTPError as exc:
@@ -555,6 +620,7 @@ __all__ = [
     "AsyncTransport",
     "Call",
     "ClientConfig",
+    "DeadlineExceededError",
     "RetryPolicy",
     "RetryableAPIError",
     "SyncTransport",
@@ -562,5 +628,6 @@ __all__ = [
     "data_of",
     "format_time",
     "parse_retry_after",
+    "remaining_time",
     "user_agent",
 ]

@@ -349,6 +349,17 @@ class BulkExecution(_Wire):
     def outcome(self) -> Outcome:
         return classify(self.status)
 
+    def schema_runs(self) -> list[BulkSchemaExecution]:
+        """The schemas this execution ran, with their counts (malformed entries skipped)."""
+        runs: list[BulkSchemaExecution] = []
+        for item in self.schemas or []:
+            if isinstance(item, dict):
+                try:
+                    runs.append(BulkSchemaExecution.model_validate(item))
+                except ValidationError:
+                    continue
+        return runs
+
     @property
     def error_message(self) -> str | None:
         return self.status_message
@@ -426,6 +437,140 @@ class ExecutionLogsIndex(_Wire):
         """The entry of ``log_type`` (``records``, ``inserts``, ...), or None when absent."""
         value = getattr(self, log_type, None) if log_type in type(self).model_fields else None
         return value if isinstance(value, LogsIndexEntry) else None
+
+
+# ------------------------------------------------------- syncs, models and connections
+# What a sync reads and writes. Polytomic's SDK types every field optional and keeps
+# configurations as free-form objects, whose keys depend on the connection type.
+
+
+class SyncTarget(_Wire):
+    """Where a model sync writes (``ModelSyncV5Target``): a connection and an object in it.
+
+    ``object`` is the target object or table; a sync that creates its target names it in
+    ``new_name`` instead.
+    """
+
+    connection_id: str | None = None
+    object: str | None = None
+    new_name: str | None = None
+    configuration: dict[str, Any] | None = None
+
+
+class SyncFieldSource(_Wire):
+    """The model field a sync field mapping reads."""
+
+    field: str | None = None
+    model_id: str | None = None
+
+
+class SyncFieldMapping(_Wire):
+    """One field a model sync writes: a model field (``source``) into a target field."""
+
+    source: SyncFieldSource | None = None
+    target: str | None = None
+
+
+class ModelSync(_Wire):
+    """A model sync (``GET /api/syncs/{id}``, ``ModelSyncV5Response``): models in, a target out."""
+
+    id: str
+    name: str | None = None
+    mode: str | None = None
+    active: bool | None = None
+    model_ids: list[str] = Field(default_factory=list)
+    target: SyncTarget | None = None
+    fields: list[SyncFieldMapping] | None = None
+
+
+class BulkSync(_Wire):
+    """A bulk sync (``GET /api/bulk/syncs/{id}``, ``BulkSyncResponse``): the objects
+    (schemas) of a source connection copied into a destination connection.
+
+    ``destination_configuration`` holds destination-specific settings such as the output
+    ``schema``.
+    """
+
+    id: str
+    name: str | None = None
+    mode: str | None = None
+    active: bool | None = None
+    source_connection_id: str | None = None
+    source_configuration: dict[str, Any] | None = None
+    destination_connection_id: str | None = None
+    destination_configuration: dict[str, Any] | None = None
+
+
+class BulkSyncSchema(_Wire):
+    """One object a bulk sync copies (``GET /api/bulk/syncs/{id}/schemas``): ``id`` names it
+    on the source (an object for SaaS sources, ``schema.table`` for databases), ``output_name``
+    is the table it lands in."""
+
+    id: str | None = None
+    enabled: bool | None = None
+    output_name: str | None = None
+
+
+class BulkSchemaExecution(_Wire):
+    """One schema of a bulk-sync execution (``BulkSyncSchemaExecution``), with its counts."""
+
+    schema_: str | None = Field(default=None, alias="schema")
+    output_name: str | None = None
+    status: str | None = None
+    record_count: int | None = None
+    error_count: int | None = None
+    warning_count: int | None = None
+
+
+class ModelField(_Wire):
+    """One field of a model: its name and Polytomic's (and the source's) type for it."""
+
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    remote_type: str | None = None
+
+
+class Model(_Wire):
+    """A model (``GET /api/models/{id}``, ``ModelResponse``): what a model sync reads.
+
+    ``configuration`` depends on the source connection's type: ``{"table": "public.users"}``
+    (Polytomic's own example) or ``{"query": "select ..."}`` for databases and warehouses;
+    other keys elsewhere. ``type`` is the source connection's type, as far as anyone can tell.
+    """
+
+    id: str
+    name: str | None = None
+    connection_id: str | None = None
+    type: str | None = None
+    configuration: dict[str, Any] | None = None
+    fields: list[ModelField] | None = None
+
+
+class ConnectionType(_Wire):
+    """A connection's type: ``id`` (``snowflake``, ``salesforce``...) and display ``name``."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+class PolytomicConnection(_Wire):
+    """A connection in Polytomic (``GET /api/connections/{id}``, ``ConnectionResponseSchema``).
+
+    ``configuration`` holds the type's settings (``account``, ``hostname``, ``database``...),
+    with secrets left out by Polytomic. Not to be confused with an Airflow connection.
+    """
+
+    id: str
+    name: str | None = None
+    type: ConnectionType | None = None
+    configuration: dict[str, Any] | None = None
+    status: str | None = None
+
+    @property
+    def type_id(self) -> str | None:
+        """The connection type's id, lowercased (``snowflake``...), or None."""
+        return self.type.id.strip().lower() if self.type and self.type.id else None
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -552,6 +697,10 @@ __all__ = [
     "SYNC_KINDS",
     "AnyExecution",
     "BulkExecution",
+    "BulkSchemaExecution",
+    "BulkSync",
+    "BulkSyncSchema",
+    "ConnectionType",
     "Event",
     "EventType",
     "Execution",
@@ -560,13 +709,20 @@ __all__ = [
     "ExecutionLogsIndex",
     "Identity",
     "LogsIndexEntry",
+    "Model",
+    "ModelField",
+    "ModelSync",
     "Outcome",
+    "PolytomicConnection",
     "StartedExecution",
     "SyncCompletedPayload",
     "SyncCompletedWithErrorsPayload",
     "SyncEventPayload",
+    "SyncFieldMapping",
+    "SyncFieldSource",
     "SyncKind",
     "SyncStatus",
+    "SyncTarget",
     "Webhook",
     "WebhookDeliveriesPage",
     "WebhookDelivery",

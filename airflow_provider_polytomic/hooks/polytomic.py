@@ -15,11 +15,16 @@ from airflow_provider_polytomic.exceptions import PolytomicAPIError
 from airflow_provider_polytomic.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_provider_polytomic.models import (
     BulkExecution,
+    BulkSync,
+    BulkSyncSchema,
     Event,
     Execution,
     ExecutionLogsIndex,
     ExecutionLogUrls,
     Identity,
+    Model,
+    ModelSync,
+    PolytomicConnection,
     StartedExecution,
     SyncKind,
     SyncStatus,
@@ -55,6 +60,11 @@ class PolytomicHook(BaseHook):
     :param polytomic_conn_id: the Airflow connection id.
     :param timeout: read timeout in seconds, overriding the connection's.
     :param max_retries: retries for transient failures, overriding the connection's.
+    :param connect_timeout: connect timeout in seconds, overriding the connection's.
+    :param retry_max_wait: the cap on one wait between retries, overriding the connection's.
+    :param deadline: a ``time.monotonic()`` value after which this hook's requests stop:
+        timeouts are cut to the time left, retries stop, and a request due after it fails at
+        once with :class:`~airflow_provider_polytomic.client.DeadlineExceededError`.
     """
 
     conn_name_attr = "polytomic_conn_id"
@@ -68,10 +78,19 @@ class PolytomicHook(BaseHook):
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        connect_timeout: float | None = None,
+        retry_max_wait: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
         self.polytomic_conn_id = polytomic_conn_id
-        self._overrides: dict[str, Any] = {"timeout": timeout, "max_retries": max_retries}
+        self._overrides: dict[str, Any] = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "connect_timeout": connect_timeout,
+            "retry_max_wait": retry_max_wait,
+        }
+        self.deadline = deadline
         self._config: ClientConfig | None = None
         self._async_transport: AsyncTransport | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -130,7 +149,7 @@ class PolytomicHook(BaseHook):
 
     @cached_property
     def _transport(self) -> SyncTransport:
-        return SyncTransport(self.config)
+        return SyncTransport(self.config, deadline=self.deadline)
 
     def run(self, call: Call[T]) -> T:
         """Send one described request through the shared HTTP core."""
@@ -141,7 +160,7 @@ class PolytomicHook(BaseHook):
         loop = asyncio.get_running_loop()
         if self._async_transport is None or self._async_loop is not loop:
             # httpx clients are bound to the loop that created them.
-            self._async_transport = AsyncTransport(await self.aconfig())
+            self._async_transport = AsyncTransport(await self.aconfig(), deadline=self.deadline)
             self._async_loop = loop
         return await self._async_transport.send(call)
 
@@ -511,3 +530,29 @@ class PolytomicHook(BaseHook):
             is never sent anywhere else.
         """
         return self.run(api.get_log_urls_at(endpoint, self.config.base_url))
+
+    # ------------------------------------------------- sync definitions, models, connections
+
+    def get_sync(self, sync_id: str, *, sync_kind: SyncKind = "model") -> ModelSync | BulkSync:
+        """A sync's definition: a :class:`ModelSync` (``model_ids``, ``target``, ``fields``)
+        or, with ``sync_kind="bulk"``, a :class:`BulkSync` (source and destination connections).
+
+        Example::
+
+            sync = hook.get_sync(sync_id)
+            sync.model_ids, sync.target.connection_id, sync.target.object
+        """
+        return self.run(api.get_sync(sync_id, kind=api.check_kind(sync_kind)))
+
+    def list_bulk_sync_schemas(self, sync_id: str) -> list[BulkSyncSchema]:
+        """The objects a bulk sync copies: source ``id``, ``enabled`` and ``output_name``."""
+        return self.run(api.list_bulk_sync_schemas(sync_id))
+
+    def get_model(self, model_id: str) -> Model:
+        """A model: its source ``connection_id``, ``configuration`` (table, query...) and fields."""
+        return self.run(api.get_model(model_id))
+
+    def get_polytomic_connection(self, connection_id: str) -> PolytomicConnection:
+        """A Polytomic connection (not an Airflow one): its type and configuration, secrets left
+        out by Polytomic."""
+        return self.run(api.get_connection(connection_id))

@@ -157,6 +157,8 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
             downloader.root,
         )
         result = downloader.download(sync_id, execution_id, self.record_types, sync_kind=self.sync_kind)
+        # Kept for OpenLineage, which asks for the files written once the task has ended.
+        self._polytomic_download = result
         skipped = sum(1 for f in result.files if f.skipped)
         self.log.info(
             "%d file(s) (%d kept from an earlier run), records reported by Polytomic: %s",
@@ -171,6 +173,15 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
             self.log.info("Records counted: %s", ", ".join(f"{k}={v}" for k, v in result.counted.items()))
         check_counts(result, strict=self.strict)
         return result.to_xcom()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: every file written as an output dataset (``file``, ``s3://bucket``...
+        per the OpenLineage naming spec) with its size and, when counted, its records; past
+        100 files, one dataset per folder. No API call. None without the OpenLineage provider.
+        """
+        from airflow_provider_polytomic.lineage import record_logs_lineage
+
+        return record_logs_lineage(self, task_instance)
 
 
 def _check_id(name: str, value: Any, *, rendered: bool = False) -> str:

@@ -183,6 +183,7 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
         self.status_check_interval = float(status_check_interval)
         # Worker-side state of the current wait (on_kill runs in the same process).
         self._execution_id: str | None = None
+        self._execution_url: str | None = None
         self._finished = False
         # Created in execute(): operators are deep-copied while DAGs are parsed, and locks cannot be.
         self._stop: threading.Event | None = None
@@ -242,7 +243,7 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
             return None
 
     def _push_ids(self, context: Context, execution_id: str) -> str | None:
-        url = self.execution_url(execution_id)
+        url = self._execution_url = self.execution_url(execution_id)
         ti = context.get("ti") if context else None
         if ti is not None:
             ti.xcom_push(key=XCOM_EXECUTION_ID, value=execution_id)
@@ -382,6 +383,7 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
                     else None
                 )
             self._finished = True
+            self._execution_id = str(execution_id) if execution_id else None
             if not execution_id:
                 message = event.get("message") or "Timed out waiting for Polytomic."
                 raise PolytomicSyncTimeoutError(str(message))

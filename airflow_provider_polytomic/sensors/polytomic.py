@@ -50,6 +50,8 @@ class SyncOutcomeMixin:
         in every mode alike.
         """
         summary = result.summary()
+        # Kept for OpenLineage, which asks for this task's lineage once it has ended.
+        self._polytomic_summary = summary
         failed = result.failed or (result.outcome is Outcome.SUCCEEDED_WITH_ERRORS and self.fail_on_errors)
         if not failed:
             if result.outcome is Outcome.SUCCEEDED_WITH_ERRORS:
@@ -68,6 +70,25 @@ class SyncOutcomeMixin:
         if waited_on_execution:
             raise AirflowFailException(message)
         raise PolytomicSyncFailedError(message)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the sync's sources as inputs, its target as outputs, rows written as
+        output statistics and a ``polytomicExecution`` run facet (ids, status, counts, link).
+
+        Called by Airflow's OpenLineage provider when the task ends; returns None when that
+        provider is not installed. Lookups are few, cached per task instance and bounded in
+        time, and a failed lookup only makes the lineage partial (see the README).
+        """
+        from airflow_provider_polytomic.lineage import sync_task_lineage
+
+        return sync_task_lineage(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage for a failed task: the same datasets; statistics when the execution
+        reported counts (a failed execution may have written part of its records)."""
+        from airflow_provider_polytomic.lineage import sync_task_lineage
+
+        return sync_task_lineage(self, task_instance)
 
 
 class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):

@@ -203,6 +203,15 @@ class ApiOrigin:
             delay = state.faults.take_slow()
             if delay > 0:
                 await asyncio.sleep(delay)
+            route = state.faults.take_route_fault(path)
+            if route is not None:
+                if route.delay > 0:
+                    await asyncio.sleep(route.delay)
+                payload = (
+                    route.body if route.body is not None else state.error_body(route.status, "injected fault")
+                )
+                await _send_json(send_versioned, route.status, payload)
+                return
             fault = state.faults.take_request_fault()
             if fault is not None:
                 if fault.kind == "reset":

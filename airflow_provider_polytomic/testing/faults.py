@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-__all__ = ["Faults", "RequestFault"]
+__all__ = ["Faults", "RequestFault", "RouteFault"]
 
 RequestFaultKind = Literal["rate_limit", "server_error", "reset"]
 
@@ -19,6 +20,23 @@ class RequestFault:
     kind: RequestFaultKind
     status: int = 0
     retry_after: float | str | None = None
+
+
+@dataclass
+class RouteFault:
+    """How API requests to matching paths are answered (see :meth:`Faults.fail_route`).
+
+    :ivar status: the HTTP status; with ``body`` set, that JSON is sent instead of an error.
+    :ivar delay: seconds to wait before answering.
+    :ivar remaining: answers left (None: every matching request).
+    """
+
+    pattern: re.Pattern[str]
+    status: int = 503
+    body: Any = None
+    delay: float = 0.0
+    remaining: int | None = None
+    served: int = field(default=0)
 
 
 @dataclass
@@ -45,6 +63,9 @@ class Faults:
     * ``expire_record_links``: record-log URLs placed in events are already expired; the
       log-URL endpoints still mint working URLs.
 
+    Route faults (:meth:`fail_route`) answer only requests to matching paths, before the
+    queued request faults, e.g. ``fail_route(r"/api/models/", 404)``.
+
     How the events endpoint orders its pages is not a fault but a plausible variant of
     Polytomic's undocumented behaviour: ``FakePolytomic(events_order=...)``.
     """
@@ -57,6 +78,7 @@ class Faults:
         self._slow_remaining: int | None = 0
         self._truncate_remaining = 0
         self._corrupt_gzip_remaining = 0
+        self._routes: list[RouteFault] = []
         self.drop_events: set[str] = set()
         self.drop_next_events = 0
         self.drop_webhook = False
@@ -81,6 +103,39 @@ class Faults:
         """Drop the TCP connection (RST, no response bytes) for the next ``n`` API requests."""
         self._push(RequestFault("reset"), n)
 
+    def fail_route(
+        self,
+        path: str,
+        status: int = 503,
+        *,
+        body: Any = None,
+        delay: float = 0.0,
+        times: int | None = None,
+    ) -> RouteFault:
+        """Answer API requests whose path matches the regular expression ``path`` (``re.search``)
+        with ``status`` and an error body in the configured shape, or with ``body`` as JSON
+        when given (``fail_route(r"/api/connections/", 200, body={"data": []})`` serves a body
+        of the wrong shape). ``delay`` seconds pass first; ``times`` limits how many requests
+        are answered so (None: all). Returns the fault, whose ``served`` counts its answers.
+        """
+        if not 100 <= int(status) <= 599:
+            raise ValueError(f"status must be an HTTP status code, got {status!r}")
+        fault = RouteFault(re.compile(path), int(status), body, float(delay), times)
+        with self._lock:
+            self._routes.append(fault)
+        return fault
+
+    def take_route_fault(self, path: str) -> RouteFault | None:
+        """Consume and return the route fault answering a request to ``path``, or None."""
+        with self._lock:
+            for fault in self._routes:
+                if (fault.remaining is None or fault.remaining > 0) and fault.pattern.search(path):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    fault.served += 1
+                    return fault
+        return None
+
     def slow(self, seconds: float, n: int | None = None) -> None:
         """Delay the next ``n`` API responses (all of them when ``n`` is None) by ``seconds``."""
         with self._lock:
@@ -102,6 +157,7 @@ class Faults:
         """Turn every knob off and forget pending request faults."""
         with self._lock:
             self._bursts.clear()
+            self._routes.clear()
             self._slow_seconds = 0.0
             self._slow_remaining = 0
             self._truncate_remaining = 0
