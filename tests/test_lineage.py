@@ -161,7 +161,9 @@ def test_bulk_sync_lineage_per_schema(polytomic_conn: FakePolytomic) -> None:
 
 def test_bulk_sync_without_an_execution_lists_its_enabled_schemas(polytomic_conn: FakePolytomic) -> None:
     fake = polytomic_conn
-    sync_id = fake.add_sync("warehouse", kind="bulk", source="postgresql", target="bigquery", schemas=["public.orders"])
+    sync_id = fake.add_sync(
+        "warehouse", kind="bulk", source="postgresql", target="bigquery", schemas=["public.orders"]
+    )
     since = len(fake.requests)
     lineage = resolve(fake, sync_id, "bulk")
     assert f"/api/bulk/syncs/{sync_id}/schemas" in api_paths(fake, since)

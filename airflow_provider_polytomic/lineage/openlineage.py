@@ -51,12 +51,12 @@ RUN_FACET_KEY = "polytomicExecution"
 
 _SCHEMA_URL = (
     "https://github.com/polytomic/airflow-provider-polytomic/blob/main/"
-    "airflow_provider_polytomic/lineage/PolytomicExecutionRunFacet.json"
+    "airflow_provider_polytomic/lineage/PolytomicExecutionRunFacet.json#/$defs/PolytomicExecutionRunFacet"
 )
 
 
 @attrs.define
-class PolytomicExecutionRunFacet(RunFacet):  # type: ignore[misc]
+class PolytomicExecutionRunFacet(RunFacet):
     """The Polytomic sync and execution an Airflow task ran or waited on.
 
     :ivar syncId: the sync's id; ``syncKind`` is ``model`` or ``bulk``.

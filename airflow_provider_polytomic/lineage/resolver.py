@@ -287,9 +287,9 @@ class SyncLineageResolver:
             source = mapping.source
             if source is None or not source.field or not source.model_id or not mapping.target:
                 continue
-            ref = sources.get(source.model_id)
-            if isinstance(ref, DatasetRef):
-                output.column_lineage.setdefault(mapping.target, []).append((ref, source.field))
+            read = sources.get(source.model_id)
+            if isinstance(read, DatasetRef):
+                output.column_lineage.setdefault(mapping.target, []).append((read, source.field))
         lineage.outputs.append(output)
 
     def _bulk(self, sync: BulkSync, lineage: SyncLineage) -> None:
