@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 DAGS = Path(__file__).resolve().parent / "dags_lineage"
 DAG_ID = "e2e_polytomic_lineage"
 HAS_OPENLINEAGE = importlib.util.find_spec("airflow.providers.openlineage") is not None
+ALL_SUCCEEDED = {"run_sync": "success", "wait_bulk": "success", "record_logs": "success"}
 INSERTED = [{"id": i, "email": f"user{i}@example.com"} for i in range(1, 4)]
 
 
@@ -84,11 +85,7 @@ def test_dag_run_emits_the_syncs_datasets(tmp_path: Path) -> None:
     home, result, ids, fake = _run(tmp_path, lineage_file=lineage_file)
     try:
         assert result.returncode == 0, result.output[-5000:]
-        assert home.task_states(DAG_ID, result.run_id or "") == {
-            "run_sync": "success",
-            "wait_bulk": "success",
-            "record_logs": "success",
-        }
+        assert home.task_states(DAG_ID, result.run_id or "") == ALL_SUCCEEDED
         events = _complete_events(lineage_file)
         assert set(events) == {"run_sync", "wait_bulk", "record_logs"}, list(events)
 
@@ -124,11 +121,7 @@ def test_dag_runs_unchanged_without_openlineage(tmp_path: Path) -> None:
     home, result, _, fake = _run(tmp_path, lineage_file=None)
     try:
         assert result.returncode == 0, result.output[-5000:]
-        assert home.task_states(DAG_ID, result.run_id or "") == {
-            "run_sync": "success",
-            "wait_bulk": "success",
-            "record_logs": "success",
-        }
+        assert home.task_states(DAG_ID, result.run_id or "") == ALL_SUCCEEDED
         # No lineage lookups happened: only the calls the tasks themselves make.
         assert not any(r.path.startswith(("/api/models/", "/api/connections/")) for r in fake.requests)
     finally:
