@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.11
+    from airflow import DAG  # type: ignore[attr-defined,no-redef,unused-ignore]
 
 from airflow_provider_polytomic.operators.record_logs import PolytomicDownloadRecordLogsOperator
 from airflow_provider_polytomic.operators.sync import PolytomicRunSyncOperator
