@@ -70,6 +70,8 @@ class Cell:
     suites: tuple[str, ...]
     constraints: tuple[str, ...] = ()
     line: str = ""
+    extras: tuple[str, ...] = ()
+    """Package extras installed besides ``test`` (``+openlineage`` in the file)."""
 
     @property
     def venv(self) -> Path:
@@ -88,7 +90,11 @@ def parse_matrix(text: str) -> list[Cell]:
             raise MatrixError(
                 f"{MATRIX_FILE.name}:{number}: expected 'name python airflow suites', got {raw!r}"
             )
-        name, python, airflow, suites, *constraints = parts
+        name, python, airflow, suites, *rest = parts
+        extras = tuple(token[1:] for token in rest if token.startswith("+"))
+        constraints = [token for token in rest if not token.startswith("+")]
+        if any(not re.fullmatch(r"[a-z][a-z0-9-]*", e) for e in extras):
+            raise MatrixError(f"{MATRIX_FILE.name}:{number}: extras look like +openlineage, got {raw!r}")
         if not re.fullmatch(r"3\.\d+", python):
             raise MatrixError(f"{MATRIX_FILE.name}:{number}: python must look like 3.12, got {python!r}")
         if not re.fullmatch(r"\d+\.\d+\.\d+", airflow):
@@ -100,7 +106,7 @@ def parse_matrix(text: str) -> list[Cell]:
             raise MatrixError(
                 f"{MATRIX_FILE.name}:{number}: unknown suites {unknown}; known: {sorted(SUITES)}"
             )
-        cells.append(Cell(name, python, airflow, tuple(suites.split(",")), tuple(constraints), line))
+        cells.append(Cell(name, python, airflow, tuple(suites.split(",")), tuple(constraints), line, extras))
     if not cells:
         raise MatrixError(f"{MATRIX_FILE} lists no cells")
     if len({c.name for c in cells}) != len(cells):
@@ -196,14 +202,22 @@ def find_pythons(cells: list[Cell], uv: list[str] | None) -> dict[str, str]:
 # ---------------------------------------------------------------------- installing
 
 
-def install(uv: list[str], venv: Path, python: str, airflow: str, constraints: tuple[str, ...]) -> bool:
-    """Create ``venv`` with the package (editable), its test extras and ``apache-airflow==airflow``.
+def install(
+    uv: list[str],
+    venv: Path,
+    python: str,
+    airflow: str,
+    constraints: tuple[str, ...],
+    extras: tuple[str, ...] = (),
+) -> bool:
+    """Create ``venv`` with the package (editable) with its ``test`` extra and ``extras``, and
+    ``apache-airflow==airflow``.
 
     Skipped when the venv was made from the same inputs (returns False then).
     """
     stamp = venv / ".matrix-stamp"
     digest = hashlib.sha256(
-        "\n".join([(ROOT / "pyproject.toml").read_text(), python, airflow, *constraints]).encode()
+        "\n".join([(ROOT / "pyproject.toml").read_text(), python, airflow, *constraints, *extras]).encode()
     ).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and (venv / "bin" / "python").exists():
         return False
@@ -214,7 +228,7 @@ def install(uv: list[str], venv: Path, python: str, airflow: str, constraints: t
         pins = venv / "constraints.txt"
         pins.write_text("\n".join(constraints) + "\n")
         command += ["--constraint", str(pins)]
-    _check([*command, "-e", f"{ROOT}[test]", f"apache-airflow=={airflow}"])
+    _check([*command, "-e", f"{ROOT}[{','.join(('test', *extras))}]", f"apache-airflow=={airflow}"])
     stamp.write_text(digest)
     return True
 
@@ -312,7 +326,7 @@ def run_matrix(cells: list[Cell], suites: set[str], jobs: int, timeout: float) -
         say(f"python{version}: {path}")
     for cell in cells:
         began = time.monotonic()
-        made = install(uv, cell.venv, pythons[cell.python], cell.airflow, cell.constraints)
+        made = install(uv, cell.venv, pythons[cell.python], cell.airflow, cell.constraints, cell.extras)
         what = f"installed in {time.monotonic() - began:.0f} s" if made else "up to date"
         say(f"venv  {cell.name:<20} {what}: {cell.venv.relative_to(ROOT)}")
     todo = [Job(c, s) for c in cells for s in c.suites if s in suites]
@@ -404,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.python or sys.executable,
                 newest.airflow,
                 newest.constraints,
+                newest.extras,
             )
             print(
                 f"{args.install_dev}: {'installed' if made else 'up to date'} "
@@ -422,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{cell.name:<14} python{cell.python} ({path or 'MISSING'}) "
                     f"apache-airflow=={cell.airflow} "
-                    f"suites={','.join(cell.suites)} constraints={list(cell.constraints)}"
+                    f"suites={','.join(cell.suites)} extras={list(cell.extras)} "
+                    f"constraints={list(cell.constraints)}"
                 )
             return 0
         return run_matrix(cells, set(args.suites.split(",")), args.jobs, args.timeout)

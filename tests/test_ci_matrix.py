@@ -38,12 +38,12 @@ def test_readme_support_table_is_what_ci_runs() -> None:
     rows = re.findall(r"^\| (\d+\.\d+) \((\d+\.\d+\.\d+)\) \| (3\.\d+) \| ([^|]+) \|$", section, re.M)
     assert rows, section
     table = {
-        (exact, python, "end to end" in runs)
+        (exact, python, "end to end" in runs, "with the OpenLineage provider" in runs)
         for minor, exact, python, runs in rows
         if exact.startswith(minor)
     }
     assert len(table) == len(rows)
-    assert table == {(c.airflow, c.python, "e2e" in c.suites) for c in cells}
+    assert table == {(c.airflow, c.python, "e2e" in c.suites, "openlineage" in c.extras) for c in cells}
 
 
 def test_matrix_covers_what_the_package_claims() -> None:
@@ -68,6 +68,25 @@ def test_matrix_covers_what_the_package_claims() -> None:
 def test_matrix_file_errors_say_what_is_wrong(line: str, message: str) -> None:
     with pytest.raises(matrix.MatrixError, match=message):
         matrix.parse_matrix(line)
+
+
+def test_the_openlineage_extra_is_tested_with_and_without() -> None:
+    cells = matrix.parse_matrix((ROOT / "ci" / "matrix.txt").read_text())
+    with_it = [c for c in cells if "openlineage" in c.extras]
+    without = [c for c in cells if "openlineage" not in c.extras]
+    assert any("e2e" in c.suites for c in with_it) and any("e2e" in c.suites for c in without)
+    assert any("unit" in c.suites for c in with_it) and any("unit" in c.suites for c in without)
+    # The extra's lower bound is what one cell installs.
+    package = "apache-airflow-providers-openlineage"
+    floor = re.search(rf'"{package}>=([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert floor and any(f"{package}=={floor[1]}" in c.constraints for c in with_it)
+
+
+def test_extras_are_parsed_apart_from_constraints() -> None:
+    (cell,) = matrix.parse_matrix("x 3.13 3.3.2 unit +openlineage  pkg==1.0  # why\n")
+    assert cell.extras == ("openlineage",) and cell.constraints == ("pkg==1.0",)
+    with pytest.raises(matrix.MatrixError, match="extras look like"):
+        matrix.parse_matrix("x 3.13 3.3.2 unit +Open_Lineage")
 
 
 def test_constraints_and_comments_are_parsed() -> None:

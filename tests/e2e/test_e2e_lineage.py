@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_polytomic.testing import FakePolytomic
-from tests.e2e.harness import AirflowHome
+from tests.e2e.harness import AirflowHome, polytomic_conn_env
 
 pytestmark = pytest.mark.e2e
 
@@ -39,8 +39,7 @@ def _run(
     fake.set_auto_outcome(sync_id, "completed", after=1, inserted=INSERTED, records_per_file=2)
     bulk_id = fake.add_sync("crm", kind="bulk", source="salesforce", target=warehouse, schemas=["Account"])
     bulk_execution = fake.run_execution(bulk_id, outcome="completed", inserted=INSERTED[:2])
-    conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 2}}
-    env = {"AIRFLOW_CONN_POLYTOMIC_DEFAULT": json.dumps(conn)}
+    env = polytomic_conn_env(fake)
     if lineage_file is not None:
         env.update(
             {
