@@ -16,13 +16,12 @@ import pytest
 
 pytest.importorskip("airflow.providers.openlineage.extractors", reason="needs the [openlineage] extra")
 
-from airflow.providers.openlineage.extractors import OperatorLineage
 from openlineage.client.serde import Serde
 
 from airflow_provider_polytomic._compat import TaskDeferred
 from airflow_provider_polytomic.exceptions import PolytomicSyncFailedError
 from airflow_provider_polytomic.lineage import MAX_FILE_DATASETS
-from airflow_provider_polytomic.lineage.openlineage import RUN_FACET_KEY
+from airflow_provider_polytomic.lineage.openlineage import RUN_FACET_KEY, OperatorLineage
 from airflow_provider_polytomic.operators.record_logs import PolytomicDownloadRecordLogsOperator
 from airflow_provider_polytomic.operators.sync import PolytomicRunSyncOperator
 from airflow_provider_polytomic.sensors.polytomic import PolytomicSyncSensor

@@ -43,7 +43,7 @@ _CACHE_ATTR = "_polytomic_lineage_cache"
 def openlineage_available() -> bool:
     """Whether the OpenLineage provider (and so the OpenLineage client) can be imported."""
     try:
-        import airflow.providers.openlineage.extractors  # noqa: F401
+        from airflow_provider_polytomic.lineage import openlineage  # noqa: F401
     except ImportError:
         return False
     return True
@@ -140,7 +140,7 @@ def sync_task_lineage(task: Any, task_instance: Any) -> Any:
             log.warning(
                 "OpenLineage: could not describe Polytomic sync %s: %s", getattr(task, "sync_id", "?"), exc
             )
-            from airflow.providers.openlineage.extractors import OperatorLineage
+            from airflow_provider_polytomic.lineage.openlineage import OperatorLineage
 
             return OperatorLineage()
 
@@ -174,7 +174,7 @@ def record_logs_lineage(task: Any, task_instance: Any) -> Any:
         result = task.__dict__.get("_polytomic_download")
         try:
             if result is None:
-                from airflow.providers.openlineage.extractors import OperatorLineage
+                from airflow_provider_polytomic.lineage.openlineage import OperatorLineage
 
                 return OperatorLineage()
             run = SyncLineage(result.sync_id, task.sync_kind, result.execution_id)
@@ -183,7 +183,7 @@ def record_logs_lineage(task: Any, task_instance: Any) -> Any:
             return file_lineage(_file_outputs(list(result.files)), run)
         except Exception as exc:
             log.warning("OpenLineage: could not describe the record-log files: %s", exc)
-            from airflow.providers.openlineage.extractors import OperatorLineage
+            from airflow_provider_polytomic.lineage.openlineage import OperatorLineage
 
             return OperatorLineage()
 

@@ -38,6 +38,7 @@ from airflow_provider_polytomic.lineage.resolver import LineageDataset, SyncLine
 
 __all__ = [
     "RUN_FACET_KEY",
+    "OperatorLineage",
     "PolytomicExecutionRunFacet",
     "file_lineage",
     "parse_query",
