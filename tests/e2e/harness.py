@@ -202,6 +202,9 @@ class AirflowHome:
     :param dags_folder: the DAGs folder (the default bundle).
     :param env: extra environment for every Airflow process (connections, variables, settings).
     :param parallelism: ``[core] parallelism`` (LocalExecutor worker count).
+    :param database_url: the metadata database's SQLAlchemy URL; default a SQLite file in
+        ``root``. A ``postgresql`` URL (see :class:`tests.e2e.postgres.PostgresCluster`) makes
+        the state reads go through psycopg2 instead.
     """
 
     def __init__(
@@ -211,11 +214,13 @@ class AirflowHome:
         dags_folder: Path,
         env: Mapping[str, str] | None = None,
         parallelism: int = 4,
+        database_url: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.dags_folder = Path(dags_folder).resolve()
         self.db_path = self.root / "airflow.db"
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
         self.api_port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         venv_bin = str(Path(sys.executable).parent)
@@ -231,7 +236,7 @@ class AirflowHome:
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__WORKERS": "1",
@@ -302,6 +307,9 @@ class AirflowHome:
         ``copy_from``, copy that home's database instead; only copy one no DAG has run against.
         """
         global _MIGRATED_TEMPLATE
+        if not self.uses_sqlite:
+            self.cli("db", "migrate", timeout=timeout)
+            return
         if copy_from is not None:
             shutil.copyfile(copy_from.db_path, self.db_path)
             return
@@ -365,7 +373,21 @@ class AirflowHome:
 
     # ------------------------------------------------------------------------ state reads
 
+    @property
+    def uses_sqlite(self) -> bool:
+        """Whether the metadata database is this home's SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read Airflow's metadata database (``?`` placeholders, whatever the database).
+
+        Returns no rows while the schema does not exist yet (or SQLite is locked).
+        """
+        return self._query(sql, params)
+
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if not self.uses_sqlite:
+            return _postgres_query(self.database_url, sql, params)
         if not self.db_path.exists():
             return []
         uri = f"file:{self.db_path}?mode=ro"
@@ -457,7 +479,8 @@ class AirflowHome:
         value = rows[0][0]
         if isinstance(value, bytes):
             value = value.decode()
-        decoded = json.loads(value)
+        # SQLite hands back the JSON text; PostgreSQL's JSON columns come back decoded.
+        decoded = json.loads(value) if isinstance(value, str) else value
         # Some versions store the serialized value as a JSON string inside the JSON column.
         if isinstance(decoded, str):
             with contextlib.suppress(ValueError):
@@ -546,6 +569,30 @@ class AirflowHome:
         except TimeoutError as exc:
             tails = "\n".join(f"--- {c}\n{stack.log(c)[-1500:]}" for c in COMPONENTS)
             raise TimeoutError(f"{exc}\n{tails}") from None
+
+
+def _postgres_query(url: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    import psycopg2
+    import psycopg2.errors
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    conn = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+        connect_timeout=10,
+    )
+    with contextlib.closing(conn):
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            try:
+                cur.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+            except psycopg2.errors.UndefinedTable:
+                return []
+            return list(cur.fetchall()) if cur.description else []
 
 
 def _fernet_key() -> str:
