@@ -194,8 +194,7 @@ class PostgresCluster:
         if self._started:
             self._started = False
             stopped = (
-                self._run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop", check=False)
-                == 0
+                self._run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop", check=False) == 0
             )
             if not stopped:
                 with contextlib.suppress(OSError, ValueError, IndexError):
@@ -228,7 +227,12 @@ class PostgresCluster:
         import psycopg2
 
         return psycopg2.connect(
-            host="127.0.0.1", port=self.port, user=ROLE, password=self.password, dbname=database, connect_timeout=10
+            host="127.0.0.1",
+            port=self.port,
+            user=ROLE,
+            password=self.password,
+            dbname=database,
+            connect_timeout=10,
         )
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -270,7 +274,9 @@ class PostgresCluster:
             check=False,
         )
         if check and proc.returncode != 0:
-            raise RuntimeError(f"{tool} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{self.server_log()[-3000:]}")
+            raise RuntimeError(
+                f"{tool} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{self.server_log()[-3000:]}"
+            )
         return proc.returncode
 
 

@@ -36,7 +36,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
