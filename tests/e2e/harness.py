@@ -1,4 +1,4 @@
-"""A small harness to run DAGs on a REAL Airflow 3 (SQLite) from pytest, in subprocesses.
+"""A small harness to run DAGs on a REAL Airflow 3 (SQLite, or PostgreSQL) from pytest, in subprocesses.
 
 On Airflow 2.11 everything but :meth:`AirflowHome.stack` works too (``migrate``, ``cli``,
 ``dags_test`` and the state reads), with the SequentialExecutor Airflow 2 requires for SQLite.
@@ -27,9 +27,9 @@ Public API (all of it):
 
 * :class:`AirflowHome` - ``migrate``, ``cli``, ``dags_test``, ``trigger``, ``wait_for_dag``,
   ``run_state``, ``wait_for_run``, ``latest_run_id``, ``task_states``, ``wait_for_task_states``,
-  ``reschedule_count``, ``xcom``, ``task_log``, ``stack``; attributes ``root``,
-  ``dags_folder``, ``env`` (a dict you may update before starting anything), ``db_path``,
-  ``api_port``.
+  ``reschedule_count``, ``xcom``, ``task_log``, ``stack``, ``query`` (any SQL on the metadata
+  database), ``uses_sqlite``; attributes ``root``, ``dags_folder``, ``env`` (a dict you may
+  update before starting anything), ``db_path``, ``database_url``, ``api_port``.
 * :func:`wait_until` - poll a condition with a deadline; :func:`free_port`;
   :func:`polytomic_conn_env` - the connection environment for a fake Polytomic;
   ``needs_airflow_3_stack`` - a pytest mark skipping tests that need Airflow 3 on Airflow 2.
@@ -38,7 +38,9 @@ Public API (all of it):
 
 Design notes:
 
-* Isolation: each :class:`AirflowHome` has its own directory, SQLite database and config.
+* Isolation: each :class:`AirflowHome` has its own directory, SQLite database and config
+  (or, with ``database_url``, a PostgreSQL database such as :mod:`tests.e2e.postgres` makes;
+  :mod:`tests.e2e.topology` runs every component in its own process group on it).
   Every ``AIRFLOW_*`` variable of the calling process (pytest's unit-test settings, for
   example) is dropped from the child environment; only the harness's settings and the
   ``env`` you pass reach Airflow.

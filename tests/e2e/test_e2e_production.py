@@ -90,7 +90,7 @@ def home(
         database_url=postgres.url,
         parallelism=4,
         env={
-            **triggerer_settings(heartbeat=1, threshold=HEALTH_THRESHOLD, per_loop=4),
+            **triggerer_settings(heartbeat=1, threshold=HEALTH_THRESHOLD),
             # Deferred sensors hold no slot, but mapped instances count against these.
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1000",
             "AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT": "1000",

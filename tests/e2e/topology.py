@@ -56,14 +56,16 @@ _ARGS = {
 }
 
 
-def triggerer_settings(*, heartbeat: float = 1.0, threshold: int = 6, per_loop: int = 10) -> dict[str, str]:
+def triggerer_settings(*, heartbeat: float = 1.0, threshold: int = 10, per_loop: int = 50) -> dict[str, str]:
     """Environment that makes a dead triggerer's triggers move within seconds.
 
     A triggerer heartbeats every ``[triggerer] job_heartbeat_sec``; the others take over the
     triggers of one whose last heartbeat is older than ``[triggerer]
     triggerer_health_check_threshold`` (read with ``getint``: whole seconds). Defaults are 5
     and 30 s. ``max_trigger_to_select_per_loop`` bounds how many unassigned triggers one
-    triggerer claims per loop (default 50), which spreads new triggers over several.
+    triggerer claims per loop (Airflow's default, 50, here too). Each batch a triggerer
+    claims starts together, so a taken-over batch of sensors costs one backfill read of the
+    events API; a low value spreads a takeover over more loops and more reads.
     """
     return {
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": str(heartbeat),
