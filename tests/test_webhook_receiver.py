@@ -562,3 +562,40 @@ def test_signature_scheme_is_configurable() -> None:
 
     assert asyncio.run(post(good)) == 200
     assert asyncio.run(post(hex_sig)) == 401
+
+
+@pytest.mark.parametrize("created_before_the_crash", [True, False], ids=["created", "not-created"])
+def test_a_retry_after_a_crash_mid_record_records_once(
+    conn: FakePolytomic, created_before_the_crash: bool
+) -> None:
+    """A receiver process died between its pending ledger entry and completing it (an
+    API-server restart): the retry, served by a fresh process, looks before creating."""
+    fake = conn
+    api = AirflowApiStandIn()
+    sync_id = fake.add_sync("contacts", sync_id="9a4e1c2d-3b5f-4a6e-8c7d-0e1f2a3b4c5d")
+    body = event_body(sync_id=sync_id, id="crash-event")
+    key = (7, "polytomic.event.crash-event")
+    now = datetime.now(timezone.utc).isoformat()
+    api.store[key] = ({"source": "webhook", "pending": True}, now)  # what the dead process left
+    if created_before_the_crash:
+        api.events.append(
+            {"id": 1, "asset_id": 7, "extra": {"polytomic_event_id": "crash-event", "from_rest_api": True}}
+        )
+    with Server(api.app) as airflow:
+        config = AirflowApiConfig(base_url=airflow.url, username="admin", password="pw")
+        with receiver(AirflowApiRecorder(config)) as fresh_process:
+            answer = post(fresh_process.url + "/events", body)
+            again = post(fresh_process.url + "/events", body)
+    assert answer.status_code == 200
+    assert answer.json()["result"] == ("duplicate" if created_before_the_crash else "recorded")
+    assert again.json()["result"] == "duplicate"
+    assert [e["extra"]["polytomic_event_id"] for e in api.events] == ["crash-event"]
+    assert "pending" not in api.store[key][0]  # completed: the polling path may skip it now
+
+
+def test_a_pending_ledger_entry_does_not_hide_an_event_from_the_trigger() -> None:
+    from airflow_provider_polytomic.triggers.events import ledger_pending
+
+    assert ledger_pending({"source": "webhook", "pending": True})
+    assert not ledger_pending({"source": "webhook", "created_at": "2026-01-01T00:00:00+00:00"})
+    assert not ledger_pending(None) and not ledger_pending("x")

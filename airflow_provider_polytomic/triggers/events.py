@@ -80,6 +80,16 @@ def ledger_key(event_id: str) -> str:
     return f"{LEDGER_KEY_PREFIX}{event_id}"
 
 
+def ledger_pending(value: Any) -> bool:
+    """Whether a ledger entry only says the webhook receiver *started* recording the event.
+
+    The receiver writes ``{"pending": true, ...}`` before it creates the asset event and
+    replaces it once the event exists; an entry left pending (the receiver's process died in
+    between) does not prove the event was recorded.
+    """
+    return isinstance(value, dict) and bool(value.get("pending"))
+
+
 def sync_kind_of(event_type: str) -> str:
     """``bulk`` for ``bulk_sync.*`` event types, ``model`` otherwise."""
     return "bulk" if event_type.startswith("bulk_sync.") else "model"
@@ -427,7 +437,8 @@ class _Store:
     async def ledger_has(self, event_id: str) -> bool:
         for accessor in self._accessors:
             try:
-                if await accessor.aget(ledger_key(event_id), None) is not None:
+                value = await accessor.aget(ledger_key(event_id), None)
+                if value is not None and not ledger_pending(value):
                     return True
             except Exception as exc:
                 log.warning("Could not read the Polytomic webhook ledger: %s", exc)
@@ -449,5 +460,6 @@ __all__ = [
     "PolytomicEventTrigger",
     "event_payload",
     "ledger_key",
+    "ledger_pending",
     "sync_kind_of",
 ]

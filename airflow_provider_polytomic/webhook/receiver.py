@@ -66,6 +66,7 @@ from airflow_provider_polytomic.triggers.events import (
     LEDGER_KEY_PREFIX,
     event_payload,
     ledger_key,
+    ledger_pending,
     sync_kind_of,
 )
 
@@ -209,11 +210,13 @@ class AirflowApiRecorder:
       by a :class:`~airflow_provider_polytomic.triggers.events.PolytomicEventTrigger` with
       ``webhook_dedupe=True``), so an event is recorded once across API-server workers,
       receiver restarts and the polling path;
-    * ``POST /api/v2/assets/events``, then writes the ledger entry; ledger entries older
-      than Polytomic's retention are pruned at most every ``prune_every`` seconds per asset;
-    * when a create ended without a clear answer (timeout, 5xx) - Airflow may have stored
-      the event anyway - a retry first looks for it among the asset's recent events
-      (``GET /api/v2/assets/events``) instead of creating it twice.
+    * writes a *pending* ledger entry, ``POST /api/v2/assets/events``, then completes the
+      entry; ledger entries older than Polytomic's retention are pruned at most every
+      ``prune_every`` seconds per asset;
+    * when a create ended without a clear answer (timeout, 5xx), or a retry finds the entry
+      still pending (the process that was creating it died, e.g. an API-server restart) -
+      Airflow may have stored the event anyway - the retry first looks for it among the
+      asset's recent events (``GET /api/v2/assets/events``) instead of creating it twice.
 
     :param config: API location and credentials; default :meth:`AirflowApiConfig.from_connection`.
     :param ledger: use the asset-state-store ledger (needs Airflow 3.3+).
@@ -327,14 +330,22 @@ class AirflowApiRecorder:
         if asset_id is None:
             return RecordResult.NO_ASSET
         key = ledger_key(received.event.id)
+        event_id = received.event.id
+        uncertain = event_id in self._uncertain
         if self.ledger:
             response = await self._request("GET", f"/api/v2/assets/{asset_id}/state-store/{key}")
             if response.status_code == 200:
-                return RecordResult.DUPLICATE
-            if response.status_code != 404:
+                if not ledger_pending(_json_value(response)):
+                    return RecordResult.DUPLICATE
+                # An earlier attempt was creating it and never finished: it may have.
+                uncertain = True
+            elif response.status_code == 404:
+                # Durable intent: a retry served by another process (or after a restart)
+                # knows to look for the event before creating it again.
+                await self._put_ledger(asset_id, received, pending=True)
+            else:
                 _raise_for(response, "read the webhook ledger")
-        event_id = received.event.id
-        if event_id in self._uncertain and await self._already_created(asset_id, event_id):
+        if uncertain and await self._already_created(asset_id, event_id):
             self._uncertain.discard(event_id)
             await self._write_ledger(asset_id, received)
             return RecordResult.DUPLICATE
@@ -354,18 +365,32 @@ class AirflowApiRecorder:
         await self._write_ledger(asset_id, received)
         return RecordResult.RECORDED
 
-    async def _write_ledger(self, asset_id: int, received: ReceivedEvent) -> None:
-        if not self.ledger:
-            return
-        value = {
+    async def _put_ledger(self, asset_id: int, received: ReceivedEvent, *, pending: bool) -> httpx.Response:
+        value: dict[str, Any] = {
             "source": "webhook",
             "created_at": received.event.created_at.isoformat(),
             "type": received.event.type,
         }
+        if pending:
+            value["pending"] = True
         key = ledger_key(received.event.id)
         response = await self._request(
             "PUT", f"/api/v2/assets/{asset_id}/state-store/{key}", json={"value": value}
         )
+        if pending:
+            _raise_for(response, "write the webhook ledger")
+        return response
+
+    async def _write_ledger(self, asset_id: int, received: ReceivedEvent) -> None:
+        if not self.ledger:
+            return
+        try:
+            response = await self._put_ledger(asset_id, received, pending=False)
+        except httpx.HTTPError as exc:
+            # The asset event exists: answering 503 now would make Polytomic deliver it again.
+            # A pending entry left behind sends a retry to look before creating.
+            log.warning("Could not complete the webhook ledger entry: %s", type(exc).__name__)
+            return
         if response.status_code >= 400:
             # The asset event exists; a missing ledger entry only weakens de-duplication.
             log.warning("Could not write the webhook ledger entry (HTTP %s)", response.status_code)
@@ -420,6 +445,13 @@ class AirflowApiRecorder:
                 await self._request("DELETE", f"/api/v2/assets/{asset_id}/state-store/{key}")
         except httpx.HTTPError as exc:
             log.warning("Pruning the webhook ledger failed: %s", type(exc).__name__)
+
+
+def _json_value(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("value")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _parse_dt(value: Any) -> datetime | None:

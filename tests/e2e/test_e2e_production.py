@@ -253,8 +253,6 @@ def test_sensors_survive_a_triggerer_crash(stack: Topology, home: AirflowHome, f
         return all(owners.get(t, survivor_job) == survivor_job for t in victim_triggers)
 
     wait_until("the survivor to take the dead triggerer's triggers", taken_over, 180)
-    taken_at = now()
-    assert (taken_at - killed_at).total_seconds() >= HEALTH_THRESHOLD - 1
     for i in range(SENSORS):
         if i not in early:
             fake.complete_execution(waits[i]["sync_id"], waits[i]["execution_id"])
