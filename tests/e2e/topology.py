@@ -39,7 +39,7 @@ import urllib.request
 from types import TracebackType
 from typing import Any
 
-from tests.e2e.harness import AirflowHome, airflow_executable, wait_until
+from tests.e2e.harness import AirflowHome, _group_alive, airflow_executable, wait_until
 
 _HOSTNAME_MODULE = '''"""Written by tests/e2e/topology.py: each component reports its own name as hostname."""
 import os
@@ -255,16 +255,6 @@ def _epoch(value: Any) -> float:
         parsed = datetime.fromisoformat(value.replace(" ", "T"))
         value = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     return float(value.timestamp())
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - exists but not ours
-        return True
-    return True
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
