@@ -543,6 +543,24 @@ async def test_webhook_dedupe_skips_ledgered_events_and_marks_its_own(polytomic_
     assert store.values[f"polytomic.event.{polled['id']}"]["source"] == "poll"
 
 
+async def test_webhook_dedupe_does_not_skip_an_event_the_receiver_only_started(
+    polytomic_conn: FakePolytomic,
+) -> None:
+    """A pending ledger entry: the receiver died before it knew the asset event exists."""
+    fake = polytomic_conn
+    a = fake.add_sync("a")
+    t = trigger(sync_ids=[a], webhook_dedupe=True, webhook_grace=0)
+    store = FakeStateStore()
+    attach(t, store)
+    runner = await Runner(t).start()
+    try:
+        started = fake.add_event("sync.completed", {"sync_id": a}, created_at=datetime.now(timezone.utc))
+        await store.aset(f"polytomic.event.{started['id']}", {"source": "webhook", "pending": True})
+        assert (await runner.next())["id"] == started["id"]
+    finally:
+        await runner.close()
+
+
 @pytest.mark.skipif(not AIRFLOW_V_3_3, reason="the asset state store is new in Airflow 3.3")
 async def test_a_trigger_feeding_several_assets_keeps_the_most_conservative_cursor(
     polytomic_conn: FakePolytomic, monkeypatch: pytest.MonkeyPatch

@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -338,6 +338,11 @@ class AirflowApiStandIn:
         self.valid_tokens: set[str] = set()
         self.fail_posts = 0
         self.slow_posts = 0.0  # seconds a create takes to answer *after* committing
+        # Awaited, before answering, once a pending ledger entry is stored ("pending-written")
+        # and once an asset event is committed ("created"): where a test makes the receiving
+        # process die.
+        self.on_step: Callable[[str], Awaitable[None]] | None = None
+        self.fail_completing_writes = False  # a ledger write that is not "pending" answers 500
         self.app = FastAPI()
         app = self.app
 
@@ -376,6 +381,8 @@ class AirflowApiStandIn:
             event = {"id": len(self.events) + 1, "asset_id": body["asset_id"], "extra": body["extra"]}
             event["extra"]["from_rest_api"] = True
             self.events.append(event)
+            if self.on_step is not None:
+                await self.on_step("created")
             if self.slow_posts:
                 await asyncio.sleep(self.slow_posts)  # a slow database: committed, answer late
             return event
@@ -401,7 +408,12 @@ class AirflowApiStandIn:
             if not authorized(request):
                 return JSONResponse({"detail": "unauthorized"}, status_code=401)
             now = datetime.now(timezone.utc).isoformat()
-            self.store[(asset_id, key)] = ((await request.json())["value"], now)
+            value = (await request.json())["value"]
+            if self.fail_completing_writes and not (isinstance(value, dict) and value.get("pending")):
+                return JSONResponse({"detail": "db down"}, status_code=500)
+            self.store[(asset_id, key)] = (value, now)
+            if self.on_step is not None and isinstance(value, dict) and value.get("pending"):
+                await self.on_step("pending-written")
             return Response(status_code=204)
 
         @app.get("/api/v2/assets/{asset_id}/state-store")
@@ -564,38 +576,127 @@ def test_signature_scheme_is_configurable() -> None:
     assert asyncio.run(post(hex_sig)) == 401
 
 
-@pytest.mark.parametrize("created_before_the_crash", [True, False], ids=["created", "not-created"])
-def test_a_retry_after_a_crash_mid_record_records_once(
-    conn: FakePolytomic, created_before_the_crash: bool
-) -> None:
-    """A receiver process died between its pending ledger entry and completing it (an
-    API-server restart): the retry, served by a fresh process, looks before creating."""
+# ------------------------------------------- the pending ledger entry across a restart
+
+
+class Restartable:
+    """The receiver's address with a replaceable process behind it, as behind a proxy.
+
+    :meth:`crash` stands for a SIGKILL of the process serving now: its requests in flight
+    stop where they are (their tasks are cancelled and awaited, so none of their code runs
+    afterwards) and are answered 502, as a proxy answers for a dead upstream. Later requests
+    go to a fresh process: a new app and recorder, with no memory of the dead one's.
+    """
+
+    def __init__(self, make_app: Callable[[], Any]) -> None:
+        self._make_app = make_app
+        self._app = make_app()
+        self._inflight: set[asyncio.Future[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self.crashes = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self._loop = asyncio.get_running_loop()
+        with self._lock:
+            task = asyncio.ensure_future(self._app(scope, receive, send))
+            self._inflight.add(task)
+        try:
+            await asyncio.wait({task})
+        finally:
+            self._inflight.discard(task)
+        if not task.cancelled():
+            return task.result()
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 502, "headers": headers})
+        await send({"type": "http.response.body", "body": b"the upstream process died"})
+
+    def crash(self) -> None:
+        """Kill the serving process (from any thread); returns once none of its code runs."""
+        with self._lock:
+            dead = list(self._inflight)
+            self._app = self._make_app()
+            self.crashes += 1
+        assert self._loop is not None and dead, "nothing in flight to interrupt"
+
+        async def kill() -> None:
+            for task in dead:
+                task.cancel()
+            await asyncio.wait(dead)
+
+        asyncio.run_coroutine_threadsafe(kill(), self._loop).result(10)
+
+
+@needs_airflow_3
+@pytest.mark.parametrize("dies_after", ["pending-written", "created"])
+def test_a_retry_after_the_receiving_process_died_records_once(conn: FakePolytomic, dies_after: str) -> None:
+    """The process recording an event dies (an API-server restart) after its durable pending
+    ledger entry, before or after Airflow committed the asset event; Polytomic's retry,
+    served by a fresh process, looks for the event before creating it: one asset event."""
     fake = conn
     api = AirflowApiStandIn()
     sync_id = fake.add_sync("contacts", sync_id="9a4e1c2d-3b5f-4a6e-8c7d-0e1f2a3b4c5d")
-    body = event_body(sync_id=sync_id, id="crash-event")
-    key = (7, "polytomic.event.crash-event")
-    now = datetime.now(timezone.utc).isoformat()
-    api.store[key] = ({"source": "webhook", "pending": True}, now)  # what the dead process left
-    if created_before_the_crash:
-        api.events.append(
-            {"id": 1, "asset_id": 7, "extra": {"polytomic_event_id": "crash-event", "from_rest_api": True}}
-        )
     with Server(api.app) as airflow:
         config = AirflowApiConfig(base_url=airflow.url, username="admin", password="pw")
-        with receiver(AirflowApiRecorder(config)) as fresh_process:
-            answer = post(fresh_process.url + "/events", body)
-            again = post(fresh_process.url + "/events", body)
-    assert answer.status_code == 200
-    assert answer.json()["result"] == ("duplicate" if created_before_the_crash else "recorded")
-    assert again.json()["result"] == "duplicate"
-    assert [e["extra"]["polytomic_event_id"] for e in api.events] == ["crash-event"]
-    assert "pending" not in api.store[key][0]  # completed: the polling path may skip it now
+        front = Restartable(lambda: create_app(recorder=AirflowApiRecorder(config), max_body_bytes=CAP))
+
+        async def on_step(step: str) -> None:
+            if step == dies_after and not front.crashes:
+                await asyncio.to_thread(front.crash)
+
+        api.on_step = on_step
+        with Server(front) as server:
+            ensure_receiver_webhook(server.url + "/events")
+            done = fake.add_event("sync.completed", {"sync_id": sync_id})
+            assert fake.wait_for_deliveries(10)
+    attempts = [d for d in fake.webhook_deliveries if d.event_id == done["id"]]
+    assert [d.status_code for d in attempts] == [502, 200]
+    assert json.loads(attempts[-1].response_body)["result"] == (
+        "duplicate" if dies_after == "created" else "recorded"
+    )
+    assert [e["extra"]["polytomic_event_id"] for e in api.events] == [done["id"]]
+    # Completed by the retry: the polling path may skip the event now.
+    assert "pending" not in api.store[(7, f"polytomic.event.{done['id']}")][0]
 
 
-def test_a_pending_ledger_entry_does_not_hide_an_event_from_the_trigger() -> None:
-    from airflow_provider_polytomic.triggers.events import ledger_pending
+class FailingLedgerCompletion(httpx.AsyncHTTPTransport):
+    """Real HTTP, except that a ledger write completing an entry fails before it is sent."""
 
-    assert ledger_pending({"source": "webhook", "pending": True})
-    assert not ledger_pending({"source": "webhook", "created_at": "2026-01-01T00:00:00+00:00"})
-    assert not ledger_pending(None) and not ledger_pending("x")
+    armed = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.armed and request.method == "PUT" and b'"pending"' not in request.content:
+            raise httpx.ConnectError("connection reset", request=request)
+        return await super().handle_async_request(request)
+
+
+@needs_airflow_3
+@pytest.mark.parametrize("failure", ["http-500", "connection"])
+def test_a_failed_final_ledger_write_still_answers_200(conn: FakePolytomic, failure: str) -> None:
+    """The asset event exists: a 503 would make Polytomic deliver it again. The entry stays
+    pending, so a later delivery of the same event (another worker) looks instead of creating."""
+    fake = conn
+    api = AirflowApiStandIn()
+    transport = FailingLedgerCompletion()
+    transport.armed = failure == "connection"
+    api.fail_completing_writes = failure == "http-500"
+    sync_id = fake.add_sync("contacts", sync_id="9a4e1c2d-3b5f-4a6e-8c7d-0e1f2a3b4c5d")
+    with Server(api.app) as airflow:
+        config = AirflowApiConfig(base_url=airflow.url, username="admin", password="pw")
+        with receiver(AirflowApiRecorder(config, transport=transport)) as server:
+            ensure_receiver_webhook(server.url + "/events")
+            done = fake.add_event("sync.completed", {"sync_id": sync_id})
+            assert fake.wait_for_deliveries(10)
+        key = (7, f"polytomic.event.{done['id']}")
+        left = api.store[key][0]
+        transport.armed = api.fail_completing_writes = False
+        with receiver(AirflowApiRecorder(config)) as other_worker:
+            body = json.dumps(next(e for e in fake.events() if e["id"] == done["id"])).encode()
+            again = post(other_worker.url + "/events", body)
+    attempts = [d for d in fake.webhook_deliveries if d.event_id == done["id"]]
+    assert [d.status_code for d in attempts] == [200]
+    assert json.loads(attempts[0].response_body)["result"] == "recorded"
+    assert left["pending"] is True
+    assert again.status_code == 200 and again.json()["result"] == "duplicate"
+    assert [e["extra"]["polytomic_event_id"] for e in api.events] == [done["id"]]
+    assert "pending" not in api.store[key][0]
