@@ -12,9 +12,12 @@ Usage::
 How it runs on a fresh Debian machine:
 
 * **Binaries**: ``initdb``/``pg_ctl`` from ``/usr/lib/postgresql/<newest>/bin`` (Debian does
-  not put them on PATH). When there are none and we are root, ``apt-get install -y
-  postgresql`` (after ``apt-get update`` if the first try fails); otherwise a clear error
-  naming that command.
+  not put them on PATH). When there are none, ``apt-get install postgresql`` unattended
+  (``DEBIAN_FRONTEND=noninteractive``, existing configuration files kept, waiting for another
+  apt run's lock; ``apt-get update`` first when the install fails) as root or through
+  passwordless ``sudo``, without the package's default "main" cluster. When that is not
+  possible, :class:`PostgresUnavailable` says why and what to run: the suite then errors, it
+  never skips.
 * **User**: PostgreSQL refuses to run as root. As root, the server runs as the ``postgres``
   user the Debian package creates (or, when that user is missing, a system user
   ``polytomic-pg`` made with ``useradd``), through ``runuser``; the cluster directory is
@@ -37,6 +40,7 @@ import glob
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -60,27 +64,86 @@ class PostgresUnavailable(RuntimeError):
 def postgres_bin_dir(*, install: bool = True) -> Path:
     """The newest ``/usr/lib/postgresql/<version>/bin`` holding ``initdb`` and ``pg_ctl``.
 
-    Installs Debian's ``postgresql`` package first when there is none and we are root.
+    Installs Debian's ``postgresql`` package first when there is none (see the module notes).
     """
     found = _find_bin_dir()
     if found is not None:
         return found
     if not install:
         raise PostgresUnavailable("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise PostgresUnavailable(
-            "PostgreSQL's server binaries are missing (no /usr/lib/postgresql/*/bin/initdb). "
-            "Install them with: sudo apt-get install -y postgresql"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install_cmd = ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]
-    if subprocess.run(install_cmd, env=env, check=False, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, check=True, timeout=600)
-        subprocess.run(install_cmd, env=env, check=True, timeout=900)
+    _install_postgresql()
     found = _find_bin_dir()
     if found is None:
         raise PostgresUnavailable("apt-get installed postgresql but no initdb is under /usr/lib/postgresql")
     return found
+
+
+# Debian's postgresql-common reads this directory when it creates a cluster: without the
+# drop-in, installing the package also creates (and, where an init system runs, starts) a
+# "main" cluster on port 5432 that the tests never use and that would outlive them.
+CREATECLUSTER_DROPIN = Path("/etc/postgresql-common/createcluster.d/polytomic-e2e.conf")
+
+
+def _install_postgresql() -> None:
+    """``apt-get install postgresql``, unattended; :class:`PostgresUnavailable` naming why not."""
+    if shutil.which("apt-get") is None:
+        raise PostgresUnavailable(
+            "PostgreSQL's server binaries are missing (no /usr/lib/postgresql/*/bin/initdb) and "
+            "this is not a Debian-like system (no apt-get): install PostgreSQL's server package"
+        )
+    if os.geteuid() == 0:
+        sudo: list[str] = []
+    elif shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        sudo = ["sudo", "-n"]
+    else:
+        raise PostgresUnavailable(
+            "PostgreSQL's server binaries are missing (no /usr/lib/postgresql/*/bin/initdb) and "
+            "installing them needs root. Install them with: sudo apt-get install -y postgresql"
+        )
+    if not CREATECLUSTER_DROPIN.exists():
+        subprocess.run(
+            [*sudo, "sh", "-c", f"mkdir -p {CREATECLUSTER_DROPIN.parent} && cat > {CREATECLUSTER_DROPIN}"],
+            input="# polytomic e2e tests: their clusters are throwaway ones in temp directories\n"
+            "create_main_cluster = false\n",
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    # Never a question on a terminal: no debconf prompts, keep existing configuration files,
+    # and wait for another apt/dpkg run to release its lock instead of failing at once.
+    env = ["env", "DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a"]
+    options = [
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "DPkg::Lock::Timeout=600",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+    ]
+
+    def apt_get(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*sudo, *env, "apt-get", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+
+    # A fresh machine may have no package lists yet: update once when the install fails.
+    done = apt_get("install", *options, "postgresql", timeout=900)
+    if done.returncode != 0:
+        update = apt_get("update", "-q", "-o", "DPkg::Lock::Timeout=600", timeout=600)
+        done = update if update.returncode != 0 else apt_get("install", *options, "postgresql", timeout=900)
+    if done.returncode != 0:
+        raise PostgresUnavailable(
+            f"could not install PostgreSQL: {shlex.join(done.args)} exited {done.returncode}:\n"
+            f"{(done.stdout + done.stderr)[-3000:]}"
+        )
 
 
 def _find_bin_dir() -> Path | None:
