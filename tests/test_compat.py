@@ -35,6 +35,7 @@ DAG_FOLDERS = (
     "tests/e2e/dags_events",
     "tests/e2e/dags_portable",
     "tests/e2e/dags_lineage",
+    "tests/e2e/dags_production",
 )
 # The OpenLineage provider is not Airflow core: one module imports it (as _compat does Airflow).
 OPENLINEAGE_MODULE = Path("airflow_provider_polytomic/lineage/openlineage.py")
