@@ -4,6 +4,7 @@
 #   make test-quick  - the suite in the development venv only (.venv, the newest Airflow), for the edit loop
 #   make test-prod   - the production-topology suite at full size (PostgreSQL, two triggerers)
 #   make lint        - ruff and mypy
+#   make docs        - the documentation site into docs/_build/html, warnings as errors
 # uv is used when on PATH, else `python -m uv`, else installed by ci/find-uv (never assumed on PATH).
 
 VENV ?= .venv
@@ -14,7 +15,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; 
 # How to run uv, resolved once, when a recipe first needs it (make clean never installs uv).
 UV ?= $(eval UV := $(shell PYTHON="$(PYTHON)" ci/find-uv))$(UV)
 
-.PHONY: install test test-quick test-prod lint demo bench clean
+.PHONY: install test test-quick test-prod lint docs demo bench clean
 
 $(VENV)/.installed: pyproject.toml ci/matrix.txt
 	UV="$(UV)" $(PYTHON) ci/matrix.py --install-dev $(VENV) --python "$(PYTHON)"
@@ -38,6 +39,13 @@ lint: install
 	$(VENV)/bin/ruff format --check airflow_provider_polytomic ci
 	$(VENV)/bin/mypy airflow_provider_polytomic
 
+# -n: every cross-reference must resolve; check_reference.py: every public name is documented.
+# docs/_api (the generated module pages) is rebuilt each time, so a removed module leaves none.
+docs: install
+	rm -rf docs/_api
+	$(PY) -m sphinx -b html -W --keep-going -n -q docs docs/_build/html
+	$(PY) docs/check_reference.py docs/_build/html/objects.inv
+
 demo: install
 	$(PY) scripts/demo.py
 
@@ -45,4 +53,4 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .demo .matrix .uv-bootstrap
+	rm -rf $(VENV) .demo .matrix .uv-bootstrap docs/_build docs/_api

@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MATRIX_FILE = ROOT / "ci" / "matrix.txt"
 WORK = ROOT / ".matrix"
 SUITES = {"unit": "not e2e", "e2e": "e2e"}
+# Extras only the development venv gets: the documentation build (make docs).
+DEV_EXTRAS = ("docs",)
 # Longest first, so the slowest suite does not start last.
 SUITE_ORDER = {"e2e": 0, "unit": 1}
 JOB_TIMEOUT = 1800.0
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.python or sys.executable,
                 newest.airflow,
                 newest.constraints,
-                newest.extras,
+                (*newest.extras, *DEV_EXTRAS),
             )
             print(
                 f"{args.install_dev}: {'installed' if made else 'up to date'} "

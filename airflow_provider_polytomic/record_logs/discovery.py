@@ -33,6 +33,7 @@ __all__ = [
     "LOG_TYPES",
     "RECORD_TYPES",
     "CountSource",
+    "HookLike",
     "LinkSet",
     "LinkSource",
     "RecordType",
