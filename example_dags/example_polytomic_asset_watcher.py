@@ -37,6 +37,7 @@ from airflow_provider_polytomic.assets import events_for_run, sync_asset
 # Read at parse time: an asset watcher's trigger arguments must not change between parses.
 SYNC_ID = os.environ.get("POLYTOMIC_EXAMPLE_WATCHED_SYNC_ID") or "00000000-0000-4000-8000-000000000000"
 
+# [START asset_watcher]
 contacts_sync = sync_asset(SYNC_ID, watch=True, poll_interval=30, webhook_dedupe=True)
 
 with DAG(
@@ -63,3 +64,4 @@ with DAG(
         return handled
 
     handle_sync_events()
+# [END asset_watcher]

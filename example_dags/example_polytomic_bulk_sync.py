@@ -49,6 +49,7 @@ with DAG(
     tags=["example", "polytomic"],
     doc_md=__doc__,
 ):
+    # [START bulk_sync]
     start_bulk_sync = PolytomicRunSyncOperator(
         task_id="start_bulk_sync",
         sync_id=BULK_SYNC_ID,
@@ -67,6 +68,7 @@ with DAG(
         timeout=4 * 3600,
         fail_on_errors=True,
     )
+    # [END bulk_sync]
 
     @task
     def report(summary: dict[str, Any]) -> dict[str, Any]:

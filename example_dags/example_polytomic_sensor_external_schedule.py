@@ -45,11 +45,13 @@ SYNC_ID = _setting(
     "set-polytomic_example_scheduled_sync_id",
 )
 POLL_INTERVAL = float(os.environ.get("POLYTOMIC_EXAMPLE_POLL_INTERVAL") or 60)
+# [START baseline]
 # Works for scheduled runs (data interval) and manual ones (no logical date in Airflow 3).
 BASELINE = (
     "{{ data_interval_start if (data_interval_start is defined and data_interval_start) "
     "else dag_run.run_after }}"
 )
+# [END baseline]
 
 with DAG(
     dag_id="example_polytomic_sensor_external_schedule",
@@ -60,6 +62,7 @@ with DAG(
     tags=["example", "polytomic"],
     doc_md=__doc__,
 ):
+    # [START sensor]
     wait_for_sync = PolytomicSyncSensor(
         task_id="wait_for_sync",
         sync_id=SYNC_ID,
@@ -69,6 +72,7 @@ with DAG(
         timeout=6 * 3600,
         soft_fail=True,
     )
+    # [END sensor]
 
     @task
     def use_results(summary: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,7 @@ with DAG(
     tags=["example", "polytomic"],
     doc_md=__doc__,
 ):
+    # [START run_sync]
     # Starts the sync (idempotently), publishes execution_id/execution_url, then waits in the triggerer.
     run_sync = PolytomicRunSyncOperator(
         task_id="run_sync",
@@ -72,7 +73,9 @@ with DAG(
         poll_interval=POLL_INTERVAL,
         timeout=3600,
     )
+    # [END run_sync]
 
+    # [START download_record_logs]
     download_record_logs = PolytomicDownloadRecordLogsOperator(
         task_id="download_record_logs",
         sync_id=SYNC_ID,
@@ -80,6 +83,7 @@ with DAG(
         record_types=["inserted", "updated"],
         destination=DESTINATION.rstrip("/") + "/{{ run_id | replace(':', '_') | replace('+', '_') }}",
     )
+    # [END download_record_logs]
 
     @task
     def report_counts(downloaded: dict[str, Any], sync: dict[str, Any]) -> dict[str, Any]:
