@@ -44,12 +44,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "event_recheck_interval": {
         "label": "Event re-read interval (seconds)",
         "description": "How often waiting sensors' shared events poll re-reads events that may "
-        "have shown up late (see the README).",
+        "have shown up late (see the provider docs: what Polytomic has not confirmed).",
         "schema": {"type": ["number", "null"], "default": 60},
     },
     "execution_url_template": {
         "label": "Execution URL template",
-        "description": "Link to an execution in Polytomic's app (an assumption, see the README). "
+        "description": "Link to an execution in Polytomic's app (an assumption, see the provider docs). "
         "Format string with {base_url} {sync_id} {execution_id} {sync_kind} {sync_path}.",
         "schema": {"type": ["string", "null"]},
     },

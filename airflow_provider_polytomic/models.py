@@ -103,7 +103,7 @@ _EVENT_OUTCOMES: dict[str, Outcome] = {
 # documents completed/canceled/failed as terminal. `interrupted` and bulk `errors` are not
 # documented as terminal; we treat `interrupted` as a failure and `errors` as completed with
 # errors (the status the bulk `completed_with_error` event corresponds to). Both are
-# assumptions, stated in the README.
+# assumptions, stated in docs/unconfirmed.md.
 _STATUS_OUTCOMES: dict[str, Outcome] = {
     "created": Outcome.RUNNING,
     "scheduled": Outcome.RUNNING,

@@ -53,7 +53,7 @@ class PolytomicState(LegacyStateMethods):
     """The organization: connections, models, syncs, executions, events, webhook, record logs.
 
     Every method is thread-safe. Behaviour knobs are attributes that can change at any time
-    (``fake.cancel_delay = 0.5``); see the README for what each one stands for.
+    (``fake.cancel_delay = 0.5``); docs/testing.md says what each one stands for.
     """
 
     organization_id: OrgAttribute[str] = OrgAttribute()

@@ -38,7 +38,7 @@ class FakeSettings:
     """Behaviour knobs read by the backends on every request, so they can change while serving.
 
     Each one stands for something Polytomic does not document (or a test convenience); the
-    README lists them with the variants they cover.
+    testing page of the docs (docs/testing.md) lists them with the variants they cover.
     """
 
     signed_url_ttl: float = 3600.0
