@@ -166,6 +166,16 @@ def link_xcom_key(link: Any) -> str | None:
     return getattr(link, "xcom_key", None) if AIRFLOW_V_3 else None
 
 
+def is_xcom_arg(value: Any) -> bool:
+    """Whether ``value`` is an ``XComArg`` (``task.output[...]``), which Airflow resolves
+    before ``execute`` runs: an operator's constructor can check it only then."""
+    if AIRFLOW_V_3:
+        from airflow.sdk import XComArg
+    else:
+        from airflow.models.xcom_arg import XComArg  # type: ignore[attr-defined,no-redef,unused-ignore]
+    return isinstance(value, XComArg)
+
+
 def xcom_for_link(ti_key: Any, key: str) -> Any:
     """An XCom of the task instance an extra link is built for.
 
@@ -373,6 +383,7 @@ __all__ = [
     "conf_get",
     "default_deferrable",
     "first_reschedule_date",
+    "is_xcom_arg",
     "link_xcom_key",
     "require_airflow",
     "xcom_for_link",

@@ -79,7 +79,7 @@ with DAG(
     download_record_logs = PolytomicDownloadRecordLogsOperator(
         task_id="download_record_logs",
         sync_id=SYNC_ID,
-        execution_id="{{ ti.xcom_pull(task_ids='run_sync', key='execution_id') }}",
+        execution_id=run_sync.output["execution_id"],  # resolved when the task runs
         record_types=["inserted", "updated"],
         destination=DESTINATION.rstrip("/") + "/{{ run_id | replace(':', '_') | replace('+', '_') }}",
     )

@@ -84,3 +84,19 @@ def test_manual_runs_do_not_need_a_logical_date() -> None:
         text = path.read_text()
         for name in ("{{ ds", "{{ ts", "logical_date }}", "execution_date"):
             assert name not in text, f"{path.name} uses {name!r}"
+
+
+def test_record_logs_take_the_execution_id_from_the_run_sync_output() -> None:
+    """``execution_id=run_sync.output["execution_id"]`` passes the constructor's checks (it is
+    resolved when the task runs) and makes the run-sync task upstream; a non-string that is no
+    XComArg is still refused. The demo and the end-to-end suites run this DAG for real."""
+    from airflow_provider_polytomic._compat import is_xcom_arg
+    from airflow_provider_polytomic.operators.record_logs import PolytomicDownloadRecordLogsOperator
+
+    bag, _ = _load(EXAMPLE_DAGS / "example_polytomic_sync_and_record_logs.py")
+    dag = bag.dags["example_polytomic_sync_and_record_logs"]  # type: ignore[attr-defined]
+    task = dag.get_task("download_record_logs")
+    assert is_xcom_arg(task.execution_id)
+    assert "run_sync" in task.upstream_task_ids
+    with pytest.raises(ValueError, match="execution_id must be a non-empty string, got 42"):
+        PolytomicDownloadRecordLogsOperator(task_id="t", sync_id="s", execution_id=42, destination="/tmp/x")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_polytomic._compat import Asset, BaseOperator, Context, ObjectStoragePath
+from airflow_provider_polytomic._compat import Asset, BaseOperator, Context, ObjectStoragePath, is_xcom_arg
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import SYNC_KINDS, SyncKind
 from airflow_provider_polytomic.record_logs import (
@@ -51,7 +51,8 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
          "counts": {"inserted": 4, "updated": 0}}
 
     :param sync_id: the sync (templated).
-    :param execution_id: the execution whose logs to fetch (templated).
+    :param execution_id: the execution whose logs to fetch (templated), or an ``XComArg`` such as
+        ``run_sync.output["execution_id"]`` (the run-sync operator pushes that key).
     :param destination: folder to write to (templated): a URI Airflow's object storage
         understands (``file://``, ``s3://conn_id@bucket/prefix``, ``gs://``, ``memory://``...),
         a plain local folder, or an :class:`ObjectStoragePath`. Use one folder per execution.
@@ -185,6 +186,8 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
 
 
 def _check_id(name: str, value: Any, *, rendered: bool = False) -> str:
+    if not rendered and is_xcom_arg(value):
+        return value  # checked in execute(), once resolved
     if not isinstance(value, str) or not value.strip():
         when = " after templating" if rendered else ""
         raise ValueError(f"{name} must be a non-empty string{when}, got {value!r}")
