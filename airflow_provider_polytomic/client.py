@@ -8,6 +8,10 @@ and the same response parser, so the two paths cannot drift apart.
 Nothing in this module logs or raises text containing the API key: headers are never
 logged, exception messages are built here rather than copied from the HTTP libraries, and
 anything echoed from a response body is scrubbed of the key.
+
+The HTTP and retry libraries are imported where requests are sent, not with this module:
+DAG files import the provider's operators (and so this module) on every parse, and only a
+running task sends anything.
 """
 
 from __future__ import annotations
@@ -25,12 +29,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
-import requests
-import tenacity
 from pydantic import SecretStr
 
 from airflow_provider_polytomic import __version__
@@ -40,6 +41,12 @@ from airflow_provider_polytomic.exceptions import (
     PolytomicNotFoundError,
     PolytomicSyncAlreadyRunningError,
 )
+from airflow_provider_polytomic.models import build_schemas
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
+    import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -443,10 +450,15 @@ class RetryPolicy:
         :param deadline: a ``time.monotonic()`` value: no retry starts after it, and no wait
             between attempts runs past it.
         """
-        stop: Any = tenacity.stop_after_attempt(self.max_retries + 1)
+        import tenacity
+
+        attempts = tenacity.stop_after_attempt(self.max_retries + 1)
+        stop: Any = attempts
         wait: Any = self._tenacity_wait
         if deadline is not None:
-            stop = stop | _StopAtDeadline(deadline)
+
+            def stop(state: tenacity.RetryCallState) -> bool:
+                return bool(attempts(state)) or time.monotonic() >= deadline
 
             def wait(state: tenacity.RetryCallState) -> float:
                 return min(self._tenacity_wait(state), max(0.0, deadline - time.monotonic()))
@@ -458,16 +470,6 @@ class RetryPolicy:
             "before_sleep": self._before_sleep,
             "reraise": True,
         }
-
-
-class _StopAtDeadline(tenacity.stop.stop_base):
-    """Stop retrying once a ``time.monotonic()`` deadline has passed."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return time.monotonic() >= self.deadline
 
 
 def remaining_time(deadline: float | None, call: Call[Any]) -> float | None:
@@ -508,6 +510,9 @@ class SyncTransport:
     def __init__(
         self, config: ClientConfig, session: requests.Session | None = None, *, deadline: float | None = None
     ) -> None:
+        import requests
+
+        build_schemas()
         self.config = config
         self.session = session or requests.Session()
         # Never pick up credentials from ~/.netrc for a host: we send our own.
@@ -520,10 +525,14 @@ class SyncTransport:
 
     def send(self, call: Call[T]) -> T:
         key = call.idempotency_key or (uuid.uuid4().hex if call.sends_idempotency_key else None)
+        import tenacity
+
         retrying = tenacity.Retrying(**self.retry_policy.tenacity_kwargs(self.deadline))
         return retrying(self._send_once, call, key)
 
     def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
+        import requests
+
         headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
         connect_timeout, read_timeout = self.config.connect_timeout, self.config.timeout
         left = remaining_time(self.deadline, call)
@@ -564,6 +573,10 @@ class AsyncTransport:
         return f"AsyncTransport(base_url={self.config.base_url!r})"
 
     def _build_client(self) -> httpx.AsyncClient:
+        import httpx
+
+        # Off the event loop (see _http), so the schemas' one-time build does not block it either.
+        build_schemas()
         return httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout),
             trust_env=False,
@@ -576,26 +589,32 @@ class AsyncTransport:
                 self._lock = asyncio.Lock()
             async with self._lock:
                 if self._client is None:
-                    # Building the client loads the CA bundle from disk, which blocked the
-                    # triggerer's event loop for most of a second: do it in a thread.
+                    # Building the client loads the CA bundle from disk (and, the first time,
+                    # httpx itself), which blocked the triggerer's event loop for most of a
+                    # second: do it in a thread.
                     self._client = await asyncio.to_thread(self._build_client)
         return self._client
 
     async def send(self, call: Call[T]) -> T:
         key = call.idempotency_key or (uuid.uuid4().hex if call.sends_idempotency_key else None)
+        import tenacity
+
         retrying = tenacity.AsyncRetrying(**self.retry_policy.tenacity_kwargs(self.deadline))
         return await retrying(self._send_once, call, key)
 
     async def _send_once(self, call: Call[T], idempotency_key: str | None) -> T:
         headers = self.config.headers(idempotency_key=idempotency_key, has_body=call.json is not None)
         left = remaining_time(self.deadline, call)
+        client = await self._http()
+        import httpx  # already loaded by _http(), off the event loop
+
         extra: dict[str, Any] = {}
         if left is not None:
             extra["timeout"] = httpx.Timeout(
                 min(self.config.timeout, left), connect=min(self.config.connect_timeout, left)
             )
         try:
-            response = await (await self._http()).request(
+            response = await client.request(
                 call.method,
                 self.config.base_url + call.path,
                 params=tuple(call.query()),

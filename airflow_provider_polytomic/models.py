@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cached_property
@@ -26,7 +27,10 @@ SYNC_KINDS: tuple[str, ...] = ("model", "bulk")
 class _Wire(BaseModel):
     """Base for wire models: unknown fields kept, nothing required beyond what identifies an object."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # defer_build: each schema is built on first validation, not at import. A DAG file imports
+    # the provider without validating anything, and building every schema up front was most of
+    # what importing this module cost.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class Outcome(str, enum.Enum):
@@ -673,6 +677,8 @@ class WebhookReconciliation(BaseModel):
     re-enabled: when, why, and the deliveries that failed before.
     """
 
+    model_config = ConfigDict(defer_build=True)  # as _Wire's: built on first use
+
     webhook: Webhook
     created: bool = False
     updated: bool = False
@@ -691,6 +697,32 @@ class Identity(_Wire):
     is_organization: bool | None = None
     is_partner: bool | None = None
     is_system: bool | None = None
+
+
+_schemas_lock = threading.Lock()
+_schemas_built = False
+
+
+def build_schemas() -> None:
+    """Build the validation schema of every model of this module now, once per process.
+
+    The models defer that work to their first validation so that importing the provider
+    stays cheap. The HTTP core calls this before its first request: in several pydantic
+    releases two threads building the same deferred model at once race (in some, one of them
+    validates with the base class's schema), and the record-log downloader validates answers
+    from several threads. Building everything here, under a lock and before any answer is
+    parsed, leaves nothing to build concurrently. Later calls return at once.
+    """
+    global _schemas_built
+    if _schemas_built:
+        return
+    with _schemas_lock:
+        if _schemas_built:
+            return
+        for value in list(globals().values()):
+            if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == __name__:
+                value.model_rebuild()
+        _schemas_built = True
 
 
 __all__ = [
@@ -728,6 +760,7 @@ __all__ = [
     "WebhookDelivery",
     "WebhookOutage",
     "WebhookReconciliation",
+    "build_schemas",
     "classify",
     "event_type_for_outcome",
     "event_types_for",
