@@ -19,13 +19,17 @@ only here.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as _airflow_version_string
-from airflow.plugins_manager import AirflowPlugin
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from airflow.plugins_manager import AirflowPlugin
+    from airflow.sdk import Connection
+    from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 
 def _parse_version(text: str) -> tuple[int, int, int]:
@@ -56,7 +60,6 @@ if AIRFLOW_V_3:
         BaseOperator,
         BaseOperatorLink,
         BaseSensorOperator,
-        Connection,
         Context,
         ObjectStoragePath,
         PokeReturnValue,
@@ -66,14 +69,12 @@ if AIRFLOW_V_3:
         from airflow.sdk import BaseHook
     except ImportError:  # Airflow 3.0
         from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.triggers.base import BaseEventTrigger
 else:  # Airflow 2.11
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.io.path import ObjectStoragePath  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.models import BaseOperator, BaseOperatorLink, Connection  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
+    from airflow.models import BaseOperator, BaseOperatorLink  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.sensors.base import BaseSensorOperator, PokeReturnValue  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
-    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
     from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined,assignment,unused-ignore]
 
     AssetWatcher = None  # type: ignore[assignment,misc,unused-ignore]
@@ -98,6 +99,31 @@ except ImportError:  # Airflow 2.11 to 3.1: still in airflow.exceptions
         AirflowSkipException,
         TaskDeferred,
     )
+
+
+# Loaded when first named (PEP 562): the DAG processor imports every DAG file again and again,
+# and no DAG file needs these. Only the triggers and the webhook plugin subclass the trigger
+# and plugin classes, and Airflow 2's Connection is an ORM model that sets up its mapper.
+_LAZY: dict[str, tuple[str, str]] = {
+    "AirflowPlugin": ("airflow.plugins_manager", "AirflowPlugin"),
+    "Connection": ("airflow.sdk", "Connection")
+    if AIRFLOW_V_3
+    else ("airflow.models.connection", "Connection"),
+    "BaseTrigger": ("airflow.triggers.base", "BaseTrigger"),
+    "TriggerEvent": ("airflow.triggers.base", "TriggerEvent"),
+    # Airflow 2 has no event triggers: a plain trigger stands in (asset watchers need Airflow 3).
+    "BaseEventTrigger": ("airflow.triggers.base", "BaseEventTrigger" if AIRFLOW_V_3 else "BaseTrigger"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
 
 
 def airflow_version() -> str:

@@ -39,7 +39,6 @@ from airflow_provider_polytomic.sync_wait import (
     transient,
     utcnow,
 )
-from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
@@ -323,6 +322,9 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
         deadline = started_at + timedelta(seconds=self.timeout) if self.timeout is not None else None
         target = self._target(execution_id, started_at)
         if self.deferrable:
+            # Imported when deferring: DAG files import this module, and only a running task defers.
+            from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
+
             self.defer(
                 trigger=PolytomicSyncTrigger(
                     polytomic_conn_id=self.polytomic_conn_id,

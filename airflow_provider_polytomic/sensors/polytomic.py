@@ -31,7 +31,6 @@ from airflow_provider_polytomic.sync_wait import (
     transient,
     utcnow,
 )
-from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
 
 
 class SyncOutcomeMixin:
@@ -201,6 +200,9 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
             f"execution {target.execution_id}" if target.execution_id else "any execution",
             target.baseline.isoformat(),
         )
+        # Imported when deferring: DAG files import this module, and only a running task defers.
+        from airflow_provider_polytomic.triggers.polytomic import PolytomicSyncTrigger
+
         self.defer(
             trigger=PolytomicSyncTrigger(
                 polytomic_conn_id=self.polytomic_conn_id,
