@@ -10,12 +10,8 @@ from typing import Any
 from airflow_provider_polytomic._compat import Asset, BaseOperator, Context, ObjectStoragePath, is_xcom_arg
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import SYNC_KINDS, SyncKind
-from airflow_provider_polytomic.record_logs import (
-    RECORD_TYPES,
-    RecordLogDownloader,
-    check_counts,
-    resolve_destination,
-)
+from airflow_provider_polytomic.record_logs.discovery import RECORD_TYPES
+from airflow_provider_polytomic.record_logs.naming import resolve_destination
 
 _TEMPLATE = re.compile(r"{{|{%")
 MAX_CONCURRENCY_LIMIT = 64
@@ -142,6 +138,10 @@ class PolytomicDownloadRecordLogsOperator(BaseOperator):
         destination = self.destination
         if isinstance(destination, str) and not destination.strip():
             raise ValueError(f"destination rendered to an empty string ({self.destination!r})")
+        # Here, not at import: the engine loads the HTTP stack, which parsing a DAG never needs.
+        from airflow_provider_polytomic.record_logs.downloader import RecordLogDownloader
+        from airflow_provider_polytomic.record_logs.results import check_counts
+
         hook = PolytomicHook(polytomic_conn_id=self.polytomic_conn_id)
         downloader = RecordLogDownloader(
             hook,

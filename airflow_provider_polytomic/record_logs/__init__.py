@@ -38,32 +38,69 @@ One module per concern:
 
 from __future__ import annotations
 
-from airflow_provider_polytomic.record_logs.counting import RecordCounter, count_records, format_hint
-from airflow_provider_polytomic.record_logs.discovery import (
-    EVENT_LINK_FIELDS,
-    LOG_TYPES,
-    RECORD_TYPES,
-    LinkSet,
-    RecordType,
-    discover_links,
-    find_completed_event,
-)
-from airflow_provider_polytomic.record_logs.downloader import RecordLogDownloader
-from airflow_provider_polytomic.record_logs.errors import RecordCountMismatchError, RecordLogError
-from airflow_provider_polytomic.record_logs.markers import MARKER_DIR
-from airflow_provider_polytomic.record_logs.naming import (
-    check_link,
-    redact_url,
-    resolve_destination,
-    safe_file_name,
-)
-from airflow_provider_polytomic.record_logs.results import (
-    DownloadResult,
-    FileResult,
-    check_counts,
-    compare_counts,
-)
-from airflow_provider_polytomic.record_logs.transfer import DEFAULT_CHUNK_SIZE, LOCAL_WRITE_SIZE
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_polytomic.record_logs.counting import RecordCounter, count_records, format_hint
+    from airflow_provider_polytomic.record_logs.discovery import (
+        EVENT_LINK_FIELDS,
+        LOG_TYPES,
+        RECORD_TYPES,
+        LinkSet,
+        RecordType,
+        discover_links,
+        find_completed_event,
+    )
+    from airflow_provider_polytomic.record_logs.downloader import RecordLogDownloader
+    from airflow_provider_polytomic.record_logs.errors import RecordCountMismatchError, RecordLogError
+    from airflow_provider_polytomic.record_logs.markers import MARKER_DIR
+    from airflow_provider_polytomic.record_logs.naming import (
+        check_link,
+        redact_url,
+        resolve_destination,
+        safe_file_name,
+    )
+    from airflow_provider_polytomic.record_logs.results import (
+        DownloadResult,
+        FileResult,
+        check_counts,
+        compare_counts,
+    )
+    from airflow_provider_polytomic.record_logs.transfer import DEFAULT_CHUNK_SIZE, LOCAL_WRITE_SIZE
+
+# Every name loads its module when first used (PEP 562). The operator's module is imported on
+# every DAG parse and needs next to nothing from here; the engine and the transfer load
+# requests, urllib3 and tenacity, which only a running download needs.
+_MODULES = {
+    "counting": ("RecordCounter", "count_records", "format_hint"),
+    "discovery": (
+        "EVENT_LINK_FIELDS",
+        "LOG_TYPES",
+        "RECORD_TYPES",
+        "LinkSet",
+        "RecordType",
+        "discover_links",
+        "find_completed_event",
+    ),
+    "downloader": ("RecordLogDownloader",),
+    "errors": ("RecordCountMismatchError", "RecordLogError"),
+    "markers": ("MARKER_DIR",),
+    "naming": ("check_link", "redact_url", "resolve_destination", "safe_file_name"),
+    "results": ("DownloadResult", "FileResult", "check_counts", "compare_counts"),
+    "transfer": ("DEFAULT_CHUNK_SIZE", "LOCAL_WRITE_SIZE"),
+}
+_LAZY = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
