@@ -101,6 +101,9 @@ def test_the_readme_dag_loads(tmp_path: Path) -> None:
 
 
 def test_the_reference_check_reports_a_missing_public_name() -> None:
+    # The check imports every module, as the docs build does; that build runs in the
+    # development venv, which has every extra (the OpenLineage module needs [openlineage]).
+    pytest.importorskip("airflow.providers.openlineage", reason="needs the [openlineage] extra, as make docs")
     check = _check_reference()
     everything = set(check.missing_names(set()))
     fake = "airflow_provider_polytomic.testing.FakePolytomic"
