@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
-from airflow_provider_polytomic.client import DEFAULT_EVENT_RECHECK_INTERVAL, Call, data_of
+from airflow_provider_polytomic.client import Call, data_of
 from airflow_provider_polytomic.models import (
     BulkExecution,
     BulkSync,
@@ -38,6 +38,14 @@ from airflow_provider_polytomic.models import (
     WebhookDeliveriesPage,
     WebhookDelivery,
     parse_events,
+)
+from airflow_provider_polytomic.vocabulary import (
+    DEFAULT_EVENT_RECHECK_INTERVAL,
+    WEBHOOK_SECRET_MAX_LENGTH,
+    WEBHOOK_SECRET_MIN_LENGTH,
+    SeenEventIds,
+    is_valid_webhook_secret,
+    sync_api_root,
 )
 
 log = logging.getLogger(__name__)
@@ -62,15 +70,8 @@ def _seg(value: str, name: str) -> str:
     return quote(value.strip(), safe="")
 
 
-def check_kind(kind: str) -> SyncKind:
-    if kind not in ("model", "bulk"):
-        raise ValueError(f"sync_kind must be 'model' or 'bulk', got {kind!r}")
-    return cast(SyncKind, kind)
-
-
 def _sync_base(kind: str, sync_id: str) -> str:
-    root = "/api/syncs" if check_kind(kind) == "model" else "/api/bulk/syncs"
-    return f"{root}/{_seg(sync_id, 'sync_id')}"
+    return f"{sync_api_root(kind)}/{_seg(sync_id, 'sync_id')}"
 
 
 def parse_execution(kind: SyncKind, raw: Any) -> Execution | BulkExecution:
@@ -118,9 +119,12 @@ def list_webhooks() -> Call[list[Webhook]]:
 def _webhook_body(endpoint: str, secret: str) -> dict[str, str]:
     if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
-    if not isinstance(secret, str) or not 6 <= len(secret) <= 32:
+    if not is_valid_webhook_secret(secret):
         # Never echo the secret itself.
-        raise ValueError("secret must be a string of 6 to 32 characters (Polytomic's limit)")
+        raise ValueError(
+            f"secret must be a string of {WEBHOOK_SECRET_MIN_LENGTH} to {WEBHOOK_SECRET_MAX_LENGTH} "
+            "characters (Polytomic's limit)"
+        )
     return {"endpoint": endpoint, "secret": secret}
 
 
@@ -206,6 +210,7 @@ def start_sync(
     idempotency_key: str | None = None,
 ) -> Call[StartedExecution]:
     """Start an execution. A 409 answer raises ``PolytomicSyncAlreadyRunningError``."""
+    base = _sync_base(kind, sync_id)
     body: dict[str, Any]
     if kind == "model":
         body = {"resync": bool(resync), "test": bool(test)}
@@ -230,7 +235,7 @@ def start_sync(
             body["schemas"] = list(schemas)
     return Call(
         "POST",
-        f"{_sync_base(kind, sync_id)}/executions",
+        f"{base}/executions",
         lambda b: StartedExecution.model_validate(data_of(b)),
         json=body,
         conflict_is_running=True,
@@ -238,12 +243,10 @@ def start_sync(
     )
 
 
-def _parse_status(kind: SyncKind, body: Any) -> SyncStatus:
-    return SyncStatus.model_validate(data_of(body) or {})
-
-
 def get_sync_status(sync_id: str, *, kind: SyncKind = "model") -> Call[SyncStatus]:
-    return Call("GET", f"{_sync_base(kind, sync_id)}/status", lambda b: _parse_status(kind, b))
+    return Call(
+        "GET", f"{_sync_base(kind, sync_id)}/status", lambda b: SyncStatus.model_validate(data_of(b) or {})
+    )
 
 
 def get_execution(
@@ -272,6 +275,7 @@ def list_executions_page(
     limit: int | None = None,
 ) -> Call[ExecutionsPage]:
     """One page of an execution list (newest first unless ``ascending``)."""
+    base = _sync_base(kind, sync_id)
     params: dict[str, Any] = {"page_token": page_token, "ascending": ascending}
     if kind == "model":
         params["only_completed"] = only_completed
@@ -286,7 +290,7 @@ def list_executions_page(
             token = body["pagination"].get("next_page_token") or None
         return ExecutionsPage([parse_execution(kind, item) for item in items], token)
 
-    return Call("GET", f"{_sync_base(kind, sync_id)}/executions", parse, params=params)
+    return Call("GET", f"{base}/executions", parse, params=params)
 
 
 def cancel_execution(sync_id: str, execution_id: str, *, kind: SyncKind = "model") -> Call[str | None]:
@@ -365,8 +369,9 @@ def get_log_urls_at(endpoint: str, base_url: str) -> Call[ExecutionLogUrls]:
 def get_sync(sync_id: str, *, kind: SyncKind = "model") -> Call[ModelSync | BulkSync]:
     """A sync's definition: ``GET /api/syncs/{id}`` (a :class:`ModelSync`: models and target)
     or ``GET /api/bulk/syncs/{id}`` (a :class:`BulkSync`: source and destination)."""
-    model: type[ModelSync] | type[BulkSync] = ModelSync if check_kind(kind) == "model" else BulkSync
-    return Call("GET", _sync_base(kind, sync_id), lambda b: model.model_validate(data_of(b)))
+    base = _sync_base(kind, sync_id)
+    model: type[ModelSync] | type[BulkSync] = ModelSync if kind == "model" else BulkSync
+    return Call("GET", base, lambda b: model.model_validate(data_of(b)))
 
 
 def list_bulk_sync_schemas(sync_id: str) -> Call[list[BulkSyncSchema]]:
@@ -772,7 +777,7 @@ class EventTail:
         self._max_behind = max_behind
         self._limit = limit
         self._newest: datetime | None = None
-        self._seen: dict[str, datetime] = {}
+        self._seen = SeenEventIds()
         self._now = self._start
         self._inc: EventPager | None = None
         self._inc_lower = self._start
@@ -862,11 +867,7 @@ class EventTail:
             raise RuntimeError("feed() called without next_call()")
         self._active = None
         events = pager.feed(body)
-        fresh = []
-        for event in events:
-            if event.id not in self._seen:
-                self._seen[event.id] = event.created_at
-                fresh.append(event)
+        fresh = [event for event in events if self._seen.add(event.id, event.created_at)]
         if pager is self._inc:
             # An event stamped far ahead of this clock must not move the reads past the present.
             plausible = self._now + self._lag
@@ -899,7 +900,7 @@ class EventTail:
         lower = self._newest - self._overlap
         if len(self._seen) >= self._overlap_events:
             # In a burst, re-read only the last few events, not a whole second of them.
-            kth = heapq.nlargest(self._overlap_events, self._seen.values())[-1]
+            kth = heapq.nlargest(self._overlap_events, self._seen.times())[-1]
             lower = max(lower, kth)
         return min(lower, self._newest)
 
@@ -908,9 +909,8 @@ class EventTail:
         floor = self._inc_lower
         if self._recheck is not None:
             floor = min(floor, self._trail)
-        floor -= timedelta(seconds=1)
-        if any(v < floor for v in self._seen.values()):
-            self._seen = {k: v for k, v in self._seen.items() if v >= floor}
+        # Reads never reach below their lower bound, so nothing under the floor comes back.
+        self._seen.raise_floor(floor - timedelta(seconds=1) - _ONE_US)
 
 
 def _inside(when: datetime, window: _Window) -> bool:

@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from airflow_provider_polytomic import _compat
@@ -64,12 +64,11 @@ from airflow_provider_polytomic.triggers.events import (
     PolytomicEventTrigger,
     event_payload,
 )
+from airflow_provider_polytomic.vocabulary import SYNC_KINDS, SyncKind, check_sync_kind, event_types_for
 
 log = logging.getLogger(__name__)
 
 SCHEME = "polytomic"
-SyncAssetKind = Literal["model", "bulk"]
-_KIND_SEGMENTS = ("model", "bulk")
 _HELP = "Use polytomic://<sync_id> for a model sync or polytomic://bulk/<sync_id> for a bulk sync."
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 CONSUMER_KEY_PREFIX = "polytomic.consumer."
@@ -80,7 +79,7 @@ class SyncRef:
     """What a ``polytomic://`` URI points at."""
 
     sync_id: str
-    kind: SyncAssetKind = "model"
+    kind: SyncKind = "model"
 
     @property
     def uri(self) -> str:
@@ -112,13 +111,12 @@ def _parse(parts: SplitResult, uri: str) -> SyncRef:
         raise ValueError(f"Invalid Polytomic asset URI {uri!r}: fragments are not allowed. {_HELP}")
     segments = [s for s in parts.path.split("/") if s]
     host = parts.netloc.lower()
-    if host in _KIND_SEGMENTS:
+    if host in SYNC_KINDS:
         if len(segments) != 1:
             raise ValueError(
                 f"Invalid Polytomic asset URI {uri!r}: expected exactly one sync id after '{host}/'. {_HELP}"
             )
-        kind: SyncAssetKind = "bulk" if host == "bulk" else "model"
-        return SyncRef(_sync_id(segments[0], uri), kind)
+        return SyncRef(_sync_id(segments[0], uri), check_sync_kind(host))
     if segments:
         raise ValueError(f"Invalid Polytomic asset URI {uri!r}: unexpected path {parts.path!r}. {_HELP}")
     return SyncRef(_sync_id(parts.netloc, uri), "model")
@@ -136,8 +134,7 @@ def parse_sync_uri(uri: str) -> SyncRef:
 
 def sync_uri(sync_id: str, kind: str = "model") -> str:
     """The canonical URI of a sync's asset: ``polytomic://<id>`` or ``polytomic://bulk/<id>``."""
-    if kind not in _KIND_SEGMENTS:
-        raise ValueError(f"kind must be 'model' or 'bulk', got {kind!r}")
+    check_sync_kind(kind, "kind")
     if not isinstance(sync_id, str):
         raise ValueError(f"sync_id must be a string, got {sync_id!r}")
     sid = _sync_id(sync_id.strip(), f"polytomic://{sync_id}")
@@ -166,7 +163,7 @@ def sanitize_uri(uri: str) -> str:
 
 def sync_asset(
     sync_id: str,
-    kind: SyncAssetKind = "model",
+    kind: SyncKind = "model",
     *,
     name: str | None = None,
     group: str = "polytomic",
@@ -198,12 +195,7 @@ def sync_asset(
     ref = parse_sync_uri(uri)
     kwargs: dict[str, Any] = {"uri": uri, "name": name or uri, "group": group, "extra": extra or {}}
     if watch:
-        prefix = "bulk_sync." if kind == "bulk" else "sync."
-        types = (
-            list(event_types)
-            if event_types is not None
-            else [t for t in DEFAULT_EVENT_TYPES if t.startswith(prefix)]
-        )
+        types = list(event_types if event_types is not None else event_types_for(kind, terminal_only=True))
         trigger = PolytomicEventTrigger(
             polytomic_conn_id=polytomic_conn_id,
             sync_ids=[ref.sync_id],
@@ -337,8 +329,8 @@ def events_for_run(
     ordered = sorted(found.values(), key=lambda e: (e.created_at, e.id))
     new_state = state.copy()
     for event in ordered:
-        new_state.ids[event.id] = event.created_at
-    new_state.advance(until - EVENT_VISIBILITY_LAG)
+        new_state.add(event.id, event.created_at)
+    new_state.raise_floor(until - EVENT_VISIBILITY_LAG)
     return RunEvents(
         events=[event_payload(e) for e in ordered],
         since=state.cursor,

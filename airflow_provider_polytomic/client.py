@@ -42,6 +42,17 @@ from airflow_provider_polytomic.exceptions import (
     PolytomicSyncAlreadyRunningError,
 )
 from airflow_provider_polytomic.models import build_schemas
+from airflow_provider_polytomic.vocabulary import (
+    DEFAULT_API_VERSION,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EVENT_RECHECK_INTERVAL,
+    DEFAULT_HOST,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_BASE_WAIT,
+    DEFAULT_RETRY_MAX_WAIT,
+    DEFAULT_TIMEOUT,
+    ConnectionExtras,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -52,14 +63,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_HOST = "https://app.polytomic.com"
-DEFAULT_API_VERSION = "2025-09-18"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_RETRY_MAX_WAIT = 60.0
-# Seconds between the shared events poll's re-reads of late-visible events (api.EventTail).
-DEFAULT_EVENT_RECHECK_INTERVAL = 60.0
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,255}$")
 
 
@@ -72,34 +75,6 @@ def user_agent() -> str:
 
 
 # ------------------------------------------------------------------------------ config
-
-
-def _positive_float(conn_id: str, name: str, value: Any, default: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Connection {conn_id!r}: extra {name!r} must be a positive number of seconds, got {value!r}"
-        ) from None
-    if number <= 0:
-        raise ValueError(f"Connection {conn_id!r}: extra {name!r} must be positive, got {value!r}")
-    return number
-
-
-def _non_negative_int(conn_id: str, name: str, value: Any, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Connection {conn_id!r}: extra {name!r} must be a whole number, got {value!r}"
-        ) from None
-    if number < 0:
-        raise ValueError(f"Connection {conn_id!r}: extra {name!r} must be 0 or more, got {value!r}")
-    return number
 
 
 def build_base_url(host: str | None, port: int | None = None, scheme: str | None = None) -> str:
@@ -132,7 +107,7 @@ class ClientConfig:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT
-    retry_base_wait: float = 1.0
+    retry_base_wait: float = DEFAULT_RETRY_BASE_WAIT
     event_recheck_interval: float = DEFAULT_EVENT_RECHECK_INTERVAL
     """Seconds between the shared events poll's re-reads of late-visible events."""
     conn_id: str | None = None
@@ -143,51 +118,29 @@ class ClientConfig:
 
         ``overrides`` (``timeout``, ``max_retries``, ...) win over the connection's extras.
         """
-        conn_id = getattr(conn, "conn_id", None) or "polytomic"
-        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-        if not isinstance(extra, dict):
-            raise ValueError(f"Connection {conn_id!r}: extra must be a JSON object")
-        # The 3.2+ connection form stores extras under their plain names; older forms
-        # prefixed them with extra__polytomic__.
-        extra = {k.removeprefix("extra__polytomic__"): v for k, v in extra.items()}
-        extra.update({k: v for k, v in overrides.items() if v is not None})
-        api_key = conn.password or extra.get("api_key")
+        extras = ConnectionExtras.of(conn, **overrides)
+        conn_id = extras.conn_id
+        api_key = conn.password or extras.api_key
         if not api_key:
             raise ValueError(
                 f"Connection {conn_id!r}: no API key. Put the Polytomic API key in the connection's password."
             )
-        api_version = str(extra.get("api_version") or DEFAULT_API_VERSION)
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", api_version):
-            raise ValueError(
-                f"Connection {conn_id!r}: extra 'api_version' must look like YYYY-MM-DD, got {api_version!r}"
-            )
+        api_version = extras.api_version
         try:
-            base_url = build_base_url(conn.host, getattr(conn, "port", None), extra.get("scheme"))
+            base_url = build_base_url(conn.host, getattr(conn, "port", None), extras.scheme)
         except ValueError as exc:
             raise ValueError(f"Connection {conn_id!r}: {exc}") from None
-        org = extra.get("organization_id") or None
         return cls(
             api_key=SecretStr(str(api_key)),
             base_url=base_url,
             api_version=api_version,
-            organization_id=str(org) if org else None,
-            timeout=_positive_float(conn_id, "timeout", extra.get("timeout"), DEFAULT_TIMEOUT),
-            connect_timeout=_positive_float(
-                conn_id, "connect_timeout", extra.get("connect_timeout"), DEFAULT_CONNECT_TIMEOUT
-            ),
-            max_retries=_non_negative_int(
-                conn_id, "max_retries", extra.get("max_retries"), DEFAULT_MAX_RETRIES
-            ),
-            retry_max_wait=_positive_float(
-                conn_id, "retry_max_wait", extra.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT
-            ),
-            retry_base_wait=_positive_float(conn_id, "retry_base_wait", extra.get("retry_base_wait"), 1.0),
-            event_recheck_interval=_positive_float(
-                conn_id,
-                "event_recheck_interval",
-                extra.get("event_recheck_interval"),
-                DEFAULT_EVENT_RECHECK_INTERVAL,
-            ),
+            organization_id=extras.organization_id,
+            timeout=extras.timeout,
+            connect_timeout=extras.connect_timeout,
+            max_retries=extras.max_retries,
+            retry_max_wait=extras.retry_max_wait,
+            retry_base_wait=extras.retry_base_wait,
+            event_recheck_interval=extras.event_recheck_interval,
             conn_id=conn_id,
         )
 
@@ -414,7 +367,7 @@ class RetryPolicy:
     """
 
     max_retries: int = DEFAULT_MAX_RETRIES
-    base_wait: float = 1.0
+    base_wait: float = DEFAULT_RETRY_BASE_WAIT
     max_wait: float = DEFAULT_RETRY_MAX_WAIT
 
     @staticmethod

@@ -8,20 +8,27 @@ anything it does not know as *still running* (fail closed: never a success by ac
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-log = logging.getLogger(__name__)
+# Polytomic's vocabulary, importable from here too: the models' outcomes are read with it.
+from airflow_provider_polytomic.vocabulary import (
+    SYNC_KINDS,
+    EventType,
+    Outcome,
+    SyncKind,
+    classify,
+    event_type_for_outcome,
+    event_types_for,
+)
 
-SyncKind = Literal["model", "bulk"]
-SYNC_KINDS: tuple[str, ...] = ("model", "bulk")
+log = logging.getLogger(__name__)
 
 
 class _Wire(BaseModel):
@@ -31,140 +38,6 @@ class _Wire(BaseModel):
     # the provider without validating anything, and building every schema up front was most of
     # what importing this module cost.
     model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
-
-
-class Outcome(str, enum.Enum):
-    """What a status or an event type means for someone waiting on a sync."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    SUCCEEDED_WITH_ERRORS = "succeeded_with_errors"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self is not Outcome.RUNNING
-
-    @property
-    def severity(self) -> int:
-        """Order used when two sources disagree: the worse one wins."""
-        return _SEVERITY[self]
-
-
-_SEVERITY = {
-    Outcome.RUNNING: 0,
-    Outcome.SUCCEEDED: 1,
-    Outcome.SUCCEEDED_WITH_ERRORS: 2,
-    Outcome.CANCELED: 3,
-    Outcome.FAILED: 4,
-}
-
-
-class EventType:
-    """The event types Polytomic documents. Note the plural/singular asymmetry of the
-    completed-with-errors types, which is Polytomic's own spelling."""
-
-    SYNC_RUNNING = "sync.running"
-    SYNC_COMPLETED = "sync.completed"
-    SYNC_COMPLETED_WITH_ERRORS = "sync.completed_with_errors"
-    SYNC_FAILED = "sync.failed"
-    SYNC_CANCELED = "sync.canceled"
-    BULK_SYNC_RUNNING = "bulk_sync.running"
-    BULK_SYNC_COMPLETED = "bulk_sync.completed"
-    BULK_SYNC_COMPLETED_WITH_ERROR = "bulk_sync.completed_with_error"
-    BULK_SYNC_FAILED = "bulk_sync.failed"
-    BULK_SYNC_CANCELED = "bulk_sync.canceled"
-
-    ALL: tuple[str, ...] = (
-        SYNC_RUNNING,
-        SYNC_COMPLETED,
-        SYNC_COMPLETED_WITH_ERRORS,
-        SYNC_FAILED,
-        SYNC_CANCELED,
-        BULK_SYNC_RUNNING,
-        BULK_SYNC_COMPLETED,
-        BULK_SYNC_COMPLETED_WITH_ERROR,
-        BULK_SYNC_FAILED,
-        BULK_SYNC_CANCELED,
-    )
-
-
-_EVENT_OUTCOMES: dict[str, Outcome] = {
-    EventType.SYNC_RUNNING: Outcome.RUNNING,
-    EventType.SYNC_COMPLETED: Outcome.SUCCEEDED,
-    EventType.SYNC_COMPLETED_WITH_ERRORS: Outcome.SUCCEEDED_WITH_ERRORS,
-    EventType.SYNC_FAILED: Outcome.FAILED,
-    EventType.SYNC_CANCELED: Outcome.CANCELED,
-    EventType.BULK_SYNC_RUNNING: Outcome.RUNNING,
-    EventType.BULK_SYNC_COMPLETED: Outcome.SUCCEEDED,
-    EventType.BULK_SYNC_COMPLETED_WITH_ERROR: Outcome.SUCCEEDED_WITH_ERRORS,
-    EventType.BULK_SYNC_FAILED: Outcome.FAILED,
-    EventType.BULK_SYNC_CANCELED: Outcome.CANCELED,
-}
-
-# Execution statuses (model: UtilExecutionStatus, bulk: BulkExecutionStatus). Polytomic
-# documents completed/canceled/failed as terminal. `interrupted` and bulk `errors` are not
-# documented as terminal; we treat `interrupted` as a failure and `errors` as completed with
-# errors (the status the bulk `completed_with_error` event corresponds to). Both are
-# assumptions, stated in docs/unconfirmed.md.
-_STATUS_OUTCOMES: dict[str, Outcome] = {
-    "created": Outcome.RUNNING,
-    "scheduled": Outcome.RUNNING,
-    "queued": Outcome.RUNNING,
-    "waiting": Outcome.RUNNING,
-    "running": Outcome.RUNNING,
-    "processing": Outcome.RUNNING,
-    "exporting": Outcome.RUNNING,
-    "canceling": Outcome.RUNNING,
-    "completed": Outcome.SUCCEEDED,
-    "errors": Outcome.SUCCEEDED_WITH_ERRORS,
-    "failed": Outcome.FAILED,
-    "interrupted": Outcome.FAILED,
-    "canceled": Outcome.CANCELED,
-}
-
-_warned_unknown: set[str] = set()
-
-
-def classify(value: str | None) -> Outcome:
-    """Classify an execution status or an event type.
-
-    >>> classify("sync.completed_with_errors")
-    <Outcome.SUCCEEDED_WITH_ERRORS: 'succeeded_with_errors'>
-    >>> classify("completed")
-    <Outcome.SUCCEEDED: 'succeeded'>
-    >>> classify("some-new-status")  # unknown: still running, logged once
-    <Outcome.RUNNING: 'running'>
-    """
-    if not isinstance(value, str) or not value:
-        return Outcome.RUNNING
-    key = value.strip().lower()
-    outcome = _EVENT_OUTCOMES.get(key) or _STATUS_OUTCOMES.get(key)
-    if outcome is None:
-        if key not in _warned_unknown:
-            _warned_unknown.add(key)
-            log.warning("Unknown Polytomic status or event type %r: treating it as still running.", value)
-        return Outcome.RUNNING
-    return outcome
-
-
-def event_types_for(kind: SyncKind, *, terminal_only: bool = False) -> tuple[str, ...]:
-    """The event types of one sync kind (``model`` -> ``sync.*``, ``bulk`` -> ``bulk_sync.*``)."""
-    prefix = "sync." if kind == "model" else "bulk_sync."
-    return tuple(
-        t
-        for t in EventType.ALL
-        if t.startswith(prefix) and (not terminal_only or _EVENT_OUTCOMES[t].is_terminal)
-    )
-
-
-def event_type_for_outcome(kind: SyncKind, outcome: Outcome) -> str | None:
-    """The event type Polytomic emits for ``outcome`` on a sync of ``kind``."""
-    for etype in event_types_for(kind):
-        if _EVENT_OUTCOMES[etype] is outcome:
-            return etype
-    return None
 
 
 # ----------------------------------------------------------------------------- events
@@ -377,9 +250,6 @@ class BulkExecution(_Wire):
             "error": self.error_count,
             "warning": self.warning_count,
         }
-
-
-AnyExecution = Execution | BulkExecution
 
 
 class SyncStatus(_Wire):
@@ -727,7 +597,6 @@ def build_schemas() -> None:
 
 __all__ = [
     "SYNC_KINDS",
-    "AnyExecution",
     "BulkExecution",
     "BulkSchemaExecution",
     "BulkSync",

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_polytomic import api
-from airflow_provider_polytomic.api import EVENT_RETENTION, EVENT_VISIBILITY_LAG, EventTail, check_kind
+from airflow_provider_polytomic.api import EVENT_RETENTION, EVENT_VISIBILITY_LAG, EventTail
 from airflow_provider_polytomic.client import RetryableAPIError
 from airflow_provider_polytomic.models import (
     BulkExecution,
@@ -46,6 +46,7 @@ from airflow_provider_polytomic.models import (
     event_type_for_outcome,
     event_types_for,
 )
+from airflow_provider_polytomic.vocabulary import check_sync_kind
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class WaitTarget:
     def __post_init__(self) -> None:
         if not isinstance(self.sync_id, str) or not self.sync_id.strip():
             raise ValueError(f"sync_id must be a non-empty string, got {self.sync_id!r}")
-        check_kind(self.sync_kind)
+        check_sync_kind(self.sync_kind)
         if self.execution_id is not None and (
             not isinstance(self.execution_id, str) or not self.execution_id
         ):

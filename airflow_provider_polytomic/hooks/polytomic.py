@@ -416,7 +416,7 @@ class PolytomicHook(BaseHook):
         return self.run(
             api.start_sync(
                 sync_id,
-                kind=api.check_kind(sync_kind),
+                kind=sync_kind,
                 resync=resync,
                 test=test,
                 identities=identities,
@@ -428,17 +428,17 @@ class PolytomicHook(BaseHook):
         )
 
     def get_sync_status(self, sync_id: str, *, sync_kind: SyncKind = "model") -> SyncStatus:
-        return self.run(api.get_sync_status(sync_id, kind=api.check_kind(sync_kind)))
+        return self.run(api.get_sync_status(sync_id, kind=sync_kind))
 
     def get_execution(
         self, sync_id: str, execution_id: str, *, sync_kind: SyncKind = "model"
     ) -> Execution | BulkExecution:
-        return self.run(api.get_execution(sync_id, execution_id, kind=api.check_kind(sync_kind)))
+        return self.run(api.get_execution(sync_id, execution_id, kind=sync_kind))
 
     async def aget_execution(
         self, sync_id: str, execution_id: str, *, sync_kind: SyncKind = "model"
     ) -> Execution | BulkExecution:
-        return await self.arun(api.get_execution(sync_id, execution_id, kind=api.check_kind(sync_kind)))
+        return await self.arun(api.get_execution(sync_id, execution_id, kind=sync_kind))
 
     def iter_executions(
         self,
@@ -454,7 +454,7 @@ class PolytomicHook(BaseHook):
             page = self.run(
                 api.list_executions_page(
                     sync_id,
-                    kind=api.check_kind(sync_kind),
+                    kind=sync_kind,
                     page_token=token,
                     only_completed=only_completed,
                     ascending=ascending,
@@ -488,25 +488,23 @@ class PolytomicHook(BaseHook):
         self, sync_id: str, execution_id: str, *, sync_kind: SyncKind = "model"
     ) -> str | None:
         """Ask Polytomic to cancel one execution; returns Polytomic's message."""
-        return self.run(api.cancel_execution(sync_id, execution_id, kind=api.check_kind(sync_kind)))
+        return self.run(api.cancel_execution(sync_id, execution_id, kind=sync_kind))
 
     async def acancel_execution(
         self, sync_id: str, execution_id: str, *, sync_kind: SyncKind = "model"
     ) -> str | None:
-        return await self.arun(api.cancel_execution(sync_id, execution_id, kind=api.check_kind(sync_kind)))
+        return await self.arun(api.cancel_execution(sync_id, execution_id, kind=sync_kind))
 
     def cancel_sync(self, sync_id: str, *, sync_kind: SyncKind = "model") -> str | None:
         """Cancel whatever execution of the sync is running."""
-        return self.run(api.cancel_sync(sync_id, kind=api.check_kind(sync_kind)))
+        return self.run(api.cancel_sync(sync_id, kind=sync_kind))
 
     def get_execution_log_urls(
         self, sync_id: str, execution_id: str, log_type: str = "records", *, sync_kind: SyncKind = "model"
     ) -> ExecutionLogUrls:
         """Fresh signed URLs of an execution's logs (``inserts``, ``updates``, ``deletes``,
         ``errors``, ``warnings``, ``records``; bulk syncs have a single log set)."""
-        return self.run(
-            api.get_execution_log_urls(sync_id, execution_id, log_type, kind=api.check_kind(sync_kind))
-        )
+        return self.run(api.get_execution_log_urls(sync_id, execution_id, log_type, kind=sync_kind))
 
     def get_execution_logs_index(self, sync_id: str, execution_id: str) -> ExecutionLogsIndex:
         """A model sync execution's logs index: per log type (``records``, ``errors``,
@@ -542,7 +540,7 @@ class PolytomicHook(BaseHook):
             sync = hook.get_sync(sync_id)
             sync.model_ids, sync.target.connection_id, sync.target.object
         """
-        return self.run(api.get_sync(sync_id, kind=api.check_kind(sync_kind)))
+        return self.run(api.get_sync(sync_id, kind=sync_kind))
 
     def list_bulk_sync_schemas(self, sync_id: str) -> list[BulkSyncSchema]:
         """The objects a bulk sync copies: source ``id``, ``enabled`` and ``output_name``."""

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from airflow_provider_polytomic._compat import BaseHook, BaseOperatorLink, xcom_for_link
 from airflow_provider_polytomic.client import build_base_url
+from airflow_provider_polytomic.vocabulary import ConnectionExtras, check_sync_kind, sync_path
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,12 @@ def build_execution_url(
         raise ValueError(
             f"{TEMPLATE_EXTRA} uses unknown fields {sorted(unknown)}; allowed: {sorted(_FIELDS)}"
         )
-    if sync_kind not in ("model", "bulk"):
-        raise ValueError(f"sync_kind must be 'model' or 'bulk', got {sync_kind!r}")
     url = template.format(
         base_url=base_url.rstrip("/"),
         sync_id=quote(str(sync_id), safe=""),
         execution_id=quote(str(execution_id), safe=""),
-        sync_kind=sync_kind,
-        sync_path="syncs" if sync_kind == "model" else "bulk/syncs",
+        sync_kind=check_sync_kind(sync_kind),
+        sync_path=sync_path(sync_kind),
     )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -94,12 +93,10 @@ def execution_url_for_connection(
     Reads only the connection's host, port and the ``execution_url_template`` extra; never the key.
     """
     conn = BaseHook.get_connection(polytomic_conn_id)
-    extra = conn.extra_dejson if isinstance(getattr(conn, "extra_dejson", None), dict) else {}
-    extra = {str(k).removeprefix("extra__polytomic__"): v for k, v in extra.items()}
-    base_url = build_base_url(conn.host, getattr(conn, "port", None), extra.get("scheme"))
-    template = extra.get(TEMPLATE_EXTRA) or None
+    extras = ConnectionExtras.of(conn)
+    base_url = build_base_url(conn.host, getattr(conn, "port", None), extras.scheme)
     return build_execution_url(
-        base_url, sync_id, execution_id, sync_kind=sync_kind, template=str(template) if template else None
+        base_url, sync_id, execution_id, sync_kind=sync_kind, template=extras.execution_url_template
     )
 
 

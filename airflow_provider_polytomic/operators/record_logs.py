@@ -9,9 +9,9 @@ from typing import Any
 
 from airflow_provider_polytomic._compat import Asset, BaseOperator, Context, ObjectStoragePath, is_xcom_arg
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
-from airflow_provider_polytomic.models import SYNC_KINDS, SyncKind
 from airflow_provider_polytomic.record_logs.discovery import RECORD_TYPES
 from airflow_provider_polytomic.record_logs.naming import resolve_destination
+from airflow_provider_polytomic.vocabulary import SyncKind, check_sync_kind
 
 _TEMPLATE = re.compile(r"{{|{%")
 MAX_CONCURRENCY_LIMIT = 64
@@ -199,8 +199,7 @@ def _check_id(name: str, value: Any, *, rendered: bool = False) -> str:
 
 
 def _check_record_types(record_types: Any, sync_kind: Any) -> tuple[str, ...]:
-    if sync_kind not in SYNC_KINDS:
-        raise ValueError(f"sync_kind must be one of {', '.join(SYNC_KINDS)}, got {sync_kind!r}")
+    check_sync_kind(sync_kind)
     if isinstance(record_types, str):
         record_types = (record_types,)
     if not isinstance(record_types, Sequence) or not record_types:

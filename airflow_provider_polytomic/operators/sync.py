@@ -16,7 +16,6 @@ from airflow_provider_polytomic._compat import (
     default_deferrable,
     link_xcom_key,
 )
-from airflow_provider_polytomic.api import check_kind
 from airflow_provider_polytomic.exceptions import (
     PolytomicAPIError,
     PolytomicNotFoundError,
@@ -39,6 +38,7 @@ from airflow_provider_polytomic.sync_wait import (
     transient,
     utcnow,
 )
+from airflow_provider_polytomic.vocabulary import check_sync_kind
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 7 * 24 * 3600.0
@@ -165,7 +165,7 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
         if timeout is not None and float(timeout) <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout!r}")
         self.sync_id = sync_id
-        self.sync_kind = check_kind(sync_kind)
+        self.sync_kind = check_sync_kind(sync_kind)
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.resync = resync

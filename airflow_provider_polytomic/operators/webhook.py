@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 
 from airflow_provider_polytomic._compat import AirflowException, BaseOperator, Context
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
-
-# Polytomic's documented bounds for a webhook secret.
-SECRET_MIN_LEN = 6
-SECRET_MAX_LEN = 32
+from airflow_provider_polytomic.vocabulary import (
+    WEBHOOK_SECRET_MAX_LENGTH,
+    WEBHOOK_SECRET_MIN_LENGTH,
+    is_valid_webhook_secret,
+)
 
 
 def ensure_receiver_webhook(endpoint: str, polytomic_conn_id: str = "polytomic_default") -> dict[str, Any]:
@@ -37,11 +38,13 @@ def ensure_receiver_webhook(endpoint: str, polytomic_conn_id: str = "polytomic_d
     if not secret:
         raise ValueError(
             f"Connection {polytomic_conn_id!r} has no 'webhook_secret' extra; set one "
-            f"({SECRET_MIN_LEN}-{SECRET_MAX_LEN} characters) so the receiver can verify deliveries."
+            f"({WEBHOOK_SECRET_MIN_LENGTH}-{WEBHOOK_SECRET_MAX_LENGTH} characters) so the receiver can "
+            "verify deliveries."
         )
-    if not SECRET_MIN_LEN <= len(secret) <= SECRET_MAX_LEN:
+    if not is_valid_webhook_secret(secret):
         raise ValueError(
-            f"Connection {polytomic_conn_id!r}: 'webhook_secret' must be {SECRET_MIN_LEN}-{SECRET_MAX_LEN} "
+            f"Connection {polytomic_conn_id!r}: 'webhook_secret' must be "
+            f"{WEBHOOK_SECRET_MIN_LENGTH}-{WEBHOOK_SECRET_MAX_LENGTH} "
             f"characters (Polytomic's limit), it has {len(secret)}."
         )
     result = PolytomicHook(polytomic_conn_id).reconcile_webhook(endpoint, secret)

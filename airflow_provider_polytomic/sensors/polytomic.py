@@ -16,7 +16,6 @@ from airflow_provider_polytomic._compat import (
     default_deferrable,
     first_reschedule_date,
 )
-from airflow_provider_polytomic.api import check_kind
 from airflow_provider_polytomic.exceptions import PolytomicNotFoundError, PolytomicSyncFailedError
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.links.polytomic import PolytomicExecutionLink
@@ -31,6 +30,7 @@ from airflow_provider_polytomic.sync_wait import (
     transient,
     utcnow,
 )
+from airflow_provider_polytomic.vocabulary import check_sync_kind
 
 
 class SyncOutcomeMixin:
@@ -153,7 +153,7 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
         super().__init__(**kwargs)
         self.sync_id = sync_id
         self.execution_id = execution_id
-        self.sync_kind = check_kind(sync_kind)
+        self.sync_kind = check_sync_kind(sync_kind)
         self.completed_after = completed_after
         self.fail_on_errors = fail_on_errors
         self.polytomic_conn_id = polytomic_conn_id

@@ -52,7 +52,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,12 +60,12 @@ from airflow_provider_polytomic.api import EVENT_RETENTION
 from airflow_provider_polytomic.models import Event, EventType, Outcome, classify
 from airflow_provider_polytomic.sync_wait import parse_time, transient, utcnow
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, SharedEventsPollTrigger, shared_for
+from airflow_provider_polytomic.vocabulary import TERMINAL_EVENT_TYPES, SeenEventIds, sync_kind_of_event
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EventType.ALL if classify(t).is_terminal)
-"""Completion and failure types of both kinds: ``sync.{completed,completed_with_errors,failed,canceled}``
-and ``bulk_sync.{completed,completed_with_error,failed,canceled}``."""
+DEFAULT_EVENT_TYPES: tuple[str, ...] = TERMINAL_EVENT_TYPES
+"""What an event trigger yields by default: the completion and failure types of both sync kinds."""
 
 CURSOR_KEY_PREFIX = "polytomic.events.cursor."
 LEDGER_KEY_PREFIX = "polytomic.event."
@@ -90,11 +89,6 @@ def ledger_pending(value: Any) -> bool:
     return isinstance(value, dict) and bool(value.get("pending"))
 
 
-def sync_kind_of(event_type: str) -> str:
-    """``bulk`` for ``bulk_sync.*`` event types, ``model`` otherwise."""
-    return "bulk" if event_type.startswith("bulk_sync.") else "model"
-
-
 def event_payload(event: Event) -> dict[str, Any]:
     """The JSON-able dict both the trigger and the webhook receiver put in asset events.
 
@@ -110,7 +104,7 @@ def event_payload(event: Event) -> dict[str, Any]:
         "organization_id": event.organization_id,
         "sync_id": event.sync_id,
         "execution_id": event.execution_id,
-        "sync_kind": sync_kind_of(event.type),
+        "sync_kind": sync_kind_of_event(event.type),
         "outcome": classify(event.type).value,
         "payload": json.loads(json.dumps(event.event or {}, default=str)),
     }
@@ -144,13 +138,15 @@ def _check_sync_ids(sync_ids: Iterable[str] | None) -> list[str]:
     return sorted(out)
 
 
-@dataclass
-class CursorState:
-    """How far a trigger has read: every matching event created at or before ``cursor`` is
-    handled, and so are the events in ``ids`` (id -> created_at), which are newer."""
+class CursorState(SeenEventIds):
+    """How far a reader has read: every matching event created at or before :attr:`cursor` is
+    handled, and so are the newer events whose ids it keeps. Stored as JSON in the asset
+    state store (:meth:`to_json`)."""
 
-    cursor: datetime
-    ids: dict[str, datetime] = field(default_factory=dict)
+    @property
+    def cursor(self) -> datetime:
+        """Every matching event created at or before this instant has been handled."""
+        return self.floor
 
     def to_json(self) -> dict[str, Any]:
         """The JSON value stored in the asset state store."""
@@ -169,16 +165,10 @@ class CursorState:
         return cls(cursor, ids)
 
     def copy(self) -> CursorState:
-        return CursorState(self.cursor, dict(self.ids))
+        return CursorState(self.cursor, self.ids)
 
     def handled(self, event: Event) -> bool:
-        return event.created_at <= self.cursor or event.id in self.ids
-
-    def advance(self, to: datetime) -> None:
-        """Move the cursor forward (never back) and forget ids it now covers."""
-        if to > self.cursor:
-            self.cursor = to
-            self.ids = {k: v for k, v in self.ids.items() if v > to}
+        return self.seen(event.id, event.created_at)
 
 
 class PolytomicEventTrigger(SharedEventsPollTrigger):
@@ -338,7 +328,7 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
                 if self.webhook_dedupe and event.created_at > now - timedelta(seconds=self.webhook_grace):
                     continue  # give the webhook its chance first
                 del held[event.id]
-                state.ids[event.id] = event.created_at
+                state.add(event.id, event.created_at)
                 if self.webhook_dedupe and await store.ledger_has(event.id):
                     log.info("Polytomic event %s was already recorded by the webhook receiver.", event.id)
                     continue
@@ -351,7 +341,7 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
                 horizon = tick.horizon
                 if held:
                     horizon = min(horizon, min(e.created_at for e in held.values()) - _ONE_US)
-                state.advance(horizon)
+                state.raise_floor(horizon)
                 await committer.offer(state)
 
     async def cleanup(self) -> None:
@@ -422,10 +412,8 @@ class _Store:
                 states.append(parsed)
         if not states:
             return None
-        merged = CursorState(min(s.cursor for s in states))
-        for s in states:
-            merged.ids.update({k: v for k, v in s.ids.items() if v > merged.cursor})
-        return merged
+        # The union of ids; the constructor drops those the oldest cursor already covers.
+        return CursorState(min(s.cursor for s in states), {k: v for s in states for k, v in s.ids.items()})
 
     async def save(self, key: str, value: dict[str, Any]) -> None:
         for accessor in self._accessors:
@@ -461,5 +449,4 @@ __all__ = [
     "event_payload",
     "ledger_key",
     "ledger_pending",
-    "sync_kind_of",
 ]

@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_polytomic._compat import TriggerEvent
-from airflow_provider_polytomic.api import check_kind
 from airflow_provider_polytomic.exceptions import PolytomicAPIError, PolytomicNotFoundError
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.sync_wait import (
@@ -30,6 +29,7 @@ from airflow_provider_polytomic.sync_wait import (
     utcnow,
 )
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, SharedEventsPollTrigger, shared_for
+from airflow_provider_polytomic.vocabulary import check_sync_kind
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
         super().__init__()
         self.polytomic_conn_id = polytomic_conn_id
         self.sync_id = sync_id
-        self.sync_kind = check_kind(sync_kind)
+        self.sync_kind = check_sync_kind(sync_kind)
         self.execution_id = execution_id
         self.baseline = parse_time(baseline, "baseline")
         self.deadline = parse_time(deadline, "deadline") if deadline is not None else None

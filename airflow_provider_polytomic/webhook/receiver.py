@@ -67,8 +67,8 @@ from airflow_provider_polytomic.triggers.events import (
     event_payload,
     ledger_key,
     ledger_pending,
-    sync_kind_of,
 )
+from airflow_provider_polytomic.vocabulary import ConnectionExtras, sync_kind_of_event
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,7 @@ _RECENT_MAX = 10_000
 
 def webhook_secret_for(polytomic_conn_id: str) -> str | None:
     """The ``webhook_secret`` extra of a ``polytomic`` connection (None when unset)."""
-    conn = BaseHook.get_connection(polytomic_conn_id)
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-    if not isinstance(extra, dict):
-        return None
-    value = extra.get("webhook_secret") or extra.get("extra__polytomic__webhook_secret")
-    return str(value) if value else None
+    return ConnectionExtras.of(BaseHook.get_connection(polytomic_conn_id)).webhook_secret
 
 
 class _SecretCache:
@@ -620,7 +615,7 @@ def create_app(
         if not event.sync_id:
             return _reply(200, "ignored", "event has no sync_id", event_id=event.id)
         try:
-            uri = sync_uri(event.sync_id, sync_kind_of(event.type))
+            uri = sync_uri(event.sync_id, sync_kind_of_event(event.type))
         except ValueError:
             return _reply(200, "ignored", "event sync_id is not a sync id", event_id=event.id)
 
