@@ -56,15 +56,18 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from airflow_provider_polytomic import _compat
 from airflow_provider_polytomic._compat import Asset
+from airflow_provider_polytomic.api import EVENT_VISIBILITY_LAG
+from airflow_provider_polytomic.asset_events import CursorState, event_payload
 from airflow_provider_polytomic.models import Event
-from airflow_provider_polytomic.sync_wait import EVENT_VISIBILITY_LAG, parse_time, utcnow
-from airflow_provider_polytomic.triggers.events import (
-    DEFAULT_EVENT_TYPES,
-    CursorState,
-    PolytomicEventTrigger,
-    event_payload,
+from airflow_provider_polytomic.sync_wait import parse_time, utcnow
+from airflow_provider_polytomic.triggers.events import PolytomicEventTrigger
+from airflow_provider_polytomic.vocabulary import (
+    SYNC_KINDS,
+    TERMINAL_EVENT_TYPES,
+    SyncKind,
+    check_sync_kind,
+    event_types_for,
 )
-from airflow_provider_polytomic.vocabulary import SYNC_KINDS, SyncKind, check_sync_kind, event_types_for
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +238,7 @@ class RunEvents:
     """The Polytomic events a run should handle; call :meth:`commit` once it has handled them."""
 
     events: list[dict[str, Any]]
-    """:func:`~airflow_provider_polytomic.triggers.events.event_payload` dicts, oldest first."""
+    """:func:`~airflow_provider_polytomic.asset_events.event_payload` dicts, oldest first."""
     since: datetime
     until: datetime
     _state: CursorState | None = field(default=None, repr=False)
@@ -290,7 +293,7 @@ def events_for_run(
     :param polytomic_conn_id: the connection to read events with.
     :param sync_ids: syncs of interest; default: those of the triggering events and the
         task's ``polytomic://`` inlets (all syncs when there are none).
-    :param event_types: default :data:`~airflow_provider_polytomic.triggers.events.DEFAULT_EVENT_TYPES`.
+    :param event_types: default :data:`~airflow_provider_polytomic.vocabulary.TERMINAL_EVENT_TYPES`.
     :param asset: the asset whose state store keeps the watermark.
     :param default_lookback: the window when nothing else bounds it.
     :param hook: a :class:`~airflow_provider_polytomic.hooks.polytomic.PolytomicHook` to use.
@@ -300,7 +303,7 @@ def events_for_run(
 
     _compat.require_airflow("events_for_run (asset-triggered runs)", (3, 0))
 
-    types = frozenset(event_types or DEFAULT_EVENT_TYPES)
+    types = frozenset(event_types or TERMINAL_EVENT_TYPES)
     triggering = _triggering_events(context)
     wanted_syncs = {s.lower() for s in sync_ids or ()}
     if not sync_ids:

@@ -283,6 +283,12 @@ class RetryableAPIError(PolytomicAPIError):
         self.retry_after = retry_after
 
 
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure worth trying again: 429, 5xx, a connection error or a
+    timeout. After the transport's own retries, waiters ride these out until their deadline."""
+    return isinstance(exc, RetryableAPIError)
+
+
 def error_from_response(
     config: ClientConfig, call: Call[Any], status: int, headers: Mapping[str, str], content: bytes
 ) -> PolytomicAPIError:
@@ -370,10 +376,6 @@ class RetryPolicy:
     base_wait: float = DEFAULT_RETRY_BASE_WAIT
     max_wait: float = DEFAULT_RETRY_MAX_WAIT
 
-    @staticmethod
-    def is_retryable(exc: BaseException) -> bool:
-        return isinstance(exc, RetryableAPIError)
-
     def wait_for(self, attempt: int, exc: BaseException | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) after ``exc``."""
         retry_after = getattr(exc, "retry_after", None)
@@ -418,7 +420,7 @@ class RetryPolicy:
 
         return {
             "stop": stop,
-            "retry": tenacity.retry_if_exception(self.is_retryable),
+            "retry": tenacity.retry_if_exception(is_retryable),
             "wait": wait,
             "before_sleep": self._before_sleep,
             "reraise": True,
@@ -599,6 +601,7 @@ __all__ = [
     "build_base_url",
     "data_of",
     "format_time",
+    "is_retryable",
     "parse_retry_after",
     "remaining_time",
     "user_agent",

@@ -1,7 +1,7 @@
 """The one wait engine: decides whether a Polytomic sync execution has finished, and how.
 
 The sensor's poke (poke and reschedule modes), its trigger (deferrable mode) and the
-run-sync operator all feed what they observe into a :class:`SyncWatch` and ask it for a
+run-sync operator all feed what they observe into a :class:`WaitDecider` and ask it for a
 :class:`SyncResult`, so the three modes cannot disagree about the same scenario.
 
 Truth comes from two sources:
@@ -34,7 +34,7 @@ from typing import Any
 
 from airflow_provider_polytomic import api
 from airflow_provider_polytomic.api import EVENT_RETENTION, EVENT_VISIBILITY_LAG, EventTail
-from airflow_provider_polytomic.client import RetryableAPIError
+from airflow_provider_polytomic.client import is_retryable
 from airflow_provider_polytomic.models import (
     BulkExecution,
     Event,
@@ -93,7 +93,6 @@ class WaitTarget:
     sync_kind: SyncKind = "model"
     execution_id: str | None = None
     baseline: datetime = field(default_factory=utcnow)
-    fail_on_errors: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.sync_id, str) or not self.sync_id.strip():
@@ -204,14 +203,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value else None
 
 
-class SyncWatch:
-    """Pure, I/O-free state of one wait. Drivers feed it; it decides.
+class WaitDecider:
+    """Decides one wait from what its driver read: pure state, no I/O.
 
     Drivers call :meth:`observe_events` with every event they read, run a status check
-    (:class:`StatusCheck`: a GET of the execution when ``execution_id`` is known, else a
+    (:class:`StatusCheckPlan`: a GET of the execution when ``execution_id`` is known, else a
     listing of recent executions) and pass the executions to :meth:`observe_executions`,
     then read :attr:`result`. A driver whose status read costs as much as its events read
-    (:class:`SyncWaiter`) checks on every poke; one sharing its events poll (the trigger)
+    (:class:`PokeDriver`) checks on every poke; one sharing its events poll (the trigger)
     checks when :meth:`status_check_due` says so.
     """
 
@@ -326,9 +325,6 @@ class SyncWatch:
         now = now or utcnow()
         return max(self.target.baseline - EVENT_VISIBILITY_LAG, now - EVENT_RETENTION)
 
-    def wants_execution_list(self) -> bool:
-        return self.target.execution_id is None
-
 
 def pick_recent_executions(
     executions: Iterable[Execution | BulkExecution], baseline: datetime
@@ -351,24 +347,14 @@ def pick_recent_executions(
     return out, False
 
 
-__all__ = [
-    "DEFAULT_STATUS_CHECK_INTERVAL",
-    "EVENT_VISIBILITY_LAG",
-    "SyncResult",
-    "SyncWatch",
-    "WaitTarget",
-    "parse_time",
-    "pick_recent_executions",
-]
-
-
 # ----------------------------------------------------------------------------- drivers
 # Status checks are described without I/O so the synchronous and asynchronous drivers
 # share them; only the `send` differs.
 
 
-class StatusCheck:
-    """The requests of one status check, without I/O (see :class:`EventPager` for the pattern).
+class StatusCheckPlan:
+    """The requests of one status check, described without I/O: feed it the answer to each
+    :meth:`next_call` until that is None (the pattern of :class:`~airflow_provider_polytomic.api.EventPager`).
 
     With an ``execution_id``: one GET of that execution. Without: the sync's terminal
     executions, newest first, until one finished at or before the baseline (at most
@@ -421,13 +407,8 @@ class StatusCheck:
         self._token = token
 
 
-def transient(exc: BaseException) -> bool:
-    """Is this a failure a waiter should ride out (retries exhausted on 429/5xx/network)?"""
-    return isinstance(exc, RetryableAPIError)
-
-
-class SyncWaiter:
-    """Synchronous driver of a :class:`SyncWatch`: one :meth:`check` per poke.
+class PokeDriver:
+    """Drives a :class:`WaitDecider` from a worker, synchronously: one :meth:`check` per poke.
 
     Used by the sensor in poke and reschedule mode and by the run-sync operator when it
     waits without deferring. A check costs two requests (plus, rarely, a few more when
@@ -445,9 +426,9 @@ class SyncWaiter:
       nominated that the listing did not reach.
     """
 
-    def __init__(self, hook: Any, watch: SyncWatch) -> None:
+    def __init__(self, hook: Any, decider: WaitDecider) -> None:
         self.hook = hook
-        self.watch = watch
+        self.decider = decider
         self._tail: EventTail | None = None
 
     def check(self, *, now: datetime | None = None) -> SyncResult | None:
@@ -455,7 +436,7 @@ class SyncWaiter:
         now = now or utcnow()
         if self._tail is None:
             self._tail = EventTail(
-                start=self.watch.events_since(now), recheck_interval=None, max_behind=EVENT_VISIBILITY_LAG
+                start=self.decider.events_since(now), recheck_interval=None, max_behind=EVENT_VISIBILITY_LAG
             )
         self._tail.begin(now)
         call = self._tail.next_call()
@@ -464,14 +445,26 @@ class SyncWaiter:
                 events = self._tail.feed(self.hook.run(call))
             except Exception as exc:
                 self._tail.fail()
-                if not transient(exc):
+                if not is_retryable(exc):
                     raise
                 # The status read below decides without events.
                 log.warning("Reading Polytomic events failed; checking the status only: %s", exc)
             else:
-                self.watch.observe_events(events)
-        check = StatusCheck(self.watch.target, self.watch.nominated())
+                self.decider.observe_events(events)
+        check = StatusCheckPlan(self.decider.target, self.decider.nominated())
         while (call := check.next_call()) is not None:
             check.feed(self.hook.run(call))
-        self.watch.observe_executions(check.executions, now=now)
-        return self.watch.result
+        self.decider.observe_executions(check.executions, now=now)
+        return self.decider.result
+
+
+__all__ = [
+    "DEFAULT_STATUS_CHECK_INTERVAL",
+    "PokeDriver",
+    "StatusCheckPlan",
+    "SyncResult",
+    "WaitDecider",
+    "WaitTarget",
+    "parse_time",
+    "pick_recent_executions",
+]

@@ -26,10 +26,10 @@ What it does, in one run, per format (JSON array, then JSON lines):
      RSS growth from ``VmHWM`` after resetting it through ``/proc/self/clear_refs``);
    * the operator again with ``count_records=True, strict=True`` (every byte counted in
      Python, and the count checked against the event's);
-   * **curl to disk**, the baseline of the goal: one ``curl -s -o <file> <url> -o <file> <url>
-     ...`` process fetching the same files one after another into the same file system
-     (bytes land in files, as with the operator; one process and one reused connection, so
-     no per-file process start is charged to curl);
+   * **curl to disk**, the baseline the target is measured against: one
+     ``curl -s -o <file> <url> -o <file> <url> ...`` process fetching the same files one
+     after another into the same file system (bytes land in files, as with the operator;
+     one process and one reused connection, so no per-file process start is charged to curl);
    * curl to ``/dev/null`` (same, bytes discarded): a second, network-only reference.
 
    ``sync`` runs before each timed step so no one pays for another's write-back, and every

@@ -13,7 +13,7 @@ trigger fired) p50/p99, and peak Python memory of the waiting side, with ratios 
 
 Part 2, a busy organization: N = 1,000 deferred sensors while unrelated syncs emit 2,000
 events a minute, once per order in which the fake serves event pages (oldest first, newest
-first, shuffled). It prints events and status requests per interval, the goal
+first, shuffled). It prints events and status requests per interval, the target
 ``3 + ceil(new events per interval / 100)``, detection p50/p99 and peak memory. The emitter
 runs for one visibility lag (60 s) before the sensors start, and the measured window (90 s)
 holds at least one whole late-visibility re-read of a full minute of events, so its pages

@@ -21,12 +21,9 @@ from airflow_provider_polytomic._compat import (
     TriggerEvent,
     asset_state_store_accessors,
 )
+from airflow_provider_polytomic.asset_events import CursorState
 from airflow_provider_polytomic.testing import FakePolytomic
-from airflow_provider_polytomic.triggers.events import (
-    DEFAULT_EVENT_TYPES,
-    CursorState,
-    PolytomicEventTrigger,
-)
+from airflow_provider_polytomic.triggers.events import DEFAULT_EVENT_TYPES, PolytomicEventTrigger
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, subscribe_in_process
 
 pytestmark = [

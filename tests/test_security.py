@@ -3,7 +3,7 @@
 * ``verify_signature`` rejects tampered bodies and every malformed signature, and accepts
   exactly what ``sign`` produced (Hypothesis properties).
 * Arbitrary JSON through ``parse_event`` / ``Event.payload`` / the events pager /
-  ``SyncWatch.observe_events`` never raises and never decides a wait on its own.
+  ``WaitDecider.observe_events`` never raises and never decides a wait on its own.
 * The API key only ever travels to the API host: not to the storage origin, not across
   redirects, not to look-alike hosts (real HTTP, recording servers on 127.0.0.1).
 """
@@ -42,7 +42,7 @@ from airflow_provider_polytomic.models import (
 )
 from airflow_provider_polytomic.record_logs import LinkSet, RecordLogDownloader, RecordLogError
 from airflow_provider_polytomic.signature import sign, verify_signature
-from airflow_provider_polytomic.sync_wait import SyncWatch, WaitTarget
+from airflow_provider_polytomic.sync_wait import WaitDecider, WaitTarget
 from airflow_provider_polytomic.testing import FakePolytomic
 
 pytest_plugins = ["pytester"]
@@ -235,7 +235,7 @@ def test_property_hostile_events_never_raise_nor_decide(items: list[Any], by_id:
     target = WaitTarget(
         sync_id=WATCHED_SYNC, execution_id=WATCHED_EXECUTION if by_id else None, baseline=BASELINE
     )
-    watch = SyncWatch(target, status_check_interval=60)
+    watch = WaitDecider(target, status_check_interval=60)
     watch.observe_events(events)
     # Events alone never decide, whatever they claim...
     assert watch.result is None
@@ -283,7 +283,7 @@ def test_a_terminal_event_needs_the_status_endpoint_to_agree() -> None:
         }
     )
     assert forged is not None
-    watch = SyncWatch(WaitTarget(sync_id=WATCHED_SYNC, execution_id=WATCHED_EXECUTION, baseline=BASELINE))
+    watch = WaitDecider(WaitTarget(sync_id=WATCHED_SYNC, execution_id=WATCHED_EXECUTION, baseline=BASELINE))
     watch.observe_events([forged])
     assert watch.unconfirmed and watch.status_check_due()
     assert watch.observe_executions([_running_execution()]) is None

@@ -358,13 +358,13 @@ def test_event_ahead_of_status_is_rechecked_next_poll(polytomic_conn: FakePolyto
     """An event that says 'completed' while the status endpoint still says 'running' must not
     succeed yet, and must be re-checked on the next poll, not after status_check_interval."""
     from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
-    from airflow_provider_polytomic.sync_wait import SyncWaiter, SyncWatch, WaitTarget
+    from airflow_provider_polytomic.sync_wait import PokeDriver, WaitDecider, WaitTarget
 
     sync_id = polytomic_conn.add_sync()
     execution_id = polytomic_conn.start_execution(sync_id)
     polytomic_conn.add_event("sync.completed", {"sync_id": sync_id, "execution_id": execution_id})
-    watch = SyncWatch(WaitTarget(sync_id=sync_id, execution_id=execution_id), status_check_interval=3600)
-    waiter = SyncWaiter(PolytomicHook(), watch)
+    watch = WaitDecider(WaitTarget(sync_id=sync_id, execution_id=execution_id), status_check_interval=3600)
+    waiter = PokeDriver(PolytomicHook(), watch)
     assert waiter.check() is None  # status says running: no decision from the event alone
     assert watch.unconfirmed
     polytomic_conn.complete_execution(sync_id, execution_id)

@@ -214,3 +214,15 @@ def test_many_triggers_share_one_poll(polytomic_conn: FakePolytomic):
     # in this very process (benchmarks/sensor_shared_poll.py measures p99 in a quiet run).
     assert latencies[len(latencies) // 2] <= interval + 1.0, latencies[len(latencies) // 2]
     assert latencies[-1] <= interval + 4.0, latencies[-10:]
+
+
+def test_the_event_trigger_is_still_importable_from_the_sync_trigger_module_with_a_warning() -> None:
+    from airflow_provider_polytomic import triggers
+    from airflow_provider_polytomic.triggers import polytomic
+    from airflow_provider_polytomic.triggers.events import PolytomicEventTrigger
+
+    with pytest.warns(DeprecationWarning, match="triggers.events"):
+        assert polytomic.PolytomicEventTrigger is PolytomicEventTrigger
+    with pytest.raises(AttributeError):
+        _ = polytomic.NoSuchTrigger
+    assert triggers.polytomic is polytomic

@@ -125,7 +125,7 @@ def sync_task_lineage(task: Any, task_instance: Any) -> Any:
     """The ``OperatorLineage`` of a run-sync operator or sync sensor; None without OpenLineage.
 
     Inputs are the sync's models' sources (a bulk sync's source objects), outputs its target
-    (a bulk sync's destination tables); see the README for the naming table.
+    (a bulk sync's destination tables); docs/lineage.md has the naming table.
     """
     if not openlineage_available():
         return None

@@ -62,7 +62,7 @@ class PolytomicExecutionRunFacet(RunFacet):
 
     :ivar syncId: the sync's id; ``syncKind`` is ``model`` or ``bulk``.
     :ivar executionId: the execution's id, when there was one.
-    :ivar executionUrl: the execution's page in Polytomic (see the provider's README).
+    :ivar executionUrl: the execution's page in Polytomic (an assumed URL pattern; docs/run-sync.md).
     :ivar counts: Polytomic's record counts (``record``, ``inserted``, ``updated``,
         ``deleted``, ``error``, ``warning``).
     :ivar problems: lookups that failed while naming the datasets, when any did.

@@ -16,6 +16,7 @@ from airflow_provider_polytomic._compat import (
     default_deferrable,
     link_xcom_key,
 )
+from airflow_provider_polytomic.client import is_retryable
 from airflow_provider_polytomic.exceptions import (
     PolytomicAPIError,
     PolytomicNotFoundError,
@@ -29,13 +30,12 @@ from airflow_provider_polytomic.links.polytomic import (
     PolytomicExecutionLink,
     execution_url_for_connection,
 )
-from airflow_provider_polytomic.sensors.polytomic import SyncOutcomeMixin, handle_trigger_event
+from airflow_provider_polytomic.sync_outcome import SyncOutcomeMixin
 from airflow_provider_polytomic.sync_wait import (
     DEFAULT_STATUS_CHECK_INTERVAL,
-    SyncWaiter,
-    SyncWatch,
+    PokeDriver,
+    WaitDecider,
     WaitTarget,
-    transient,
     utcnow,
 )
 from airflow_provider_polytomic.vocabulary import check_sync_kind
@@ -259,7 +259,6 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
             sync_kind=self.sync_kind,
             execution_id=execution_id,
             baseline=started_at - _BASELINE_SLACK,
-            fail_on_errors=self.fail_on_errors,
         )
 
     def _cancel(self, execution_id: str, why: str) -> bool:
@@ -273,7 +272,7 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
             try:
                 self.hook.cancel_execution(self.sync_id, execution_id, sync_kind=self.sync_kind)
             except PolytomicAPIError as exc:
-                if transient(exc) and round_ < CANCEL_ROUNDS:
+                if is_retryable(exc) and round_ < CANCEL_ROUNDS:
                     self.log.warning(
                         "Canceling Polytomic execution %s failed (%s); trying again.", execution_id, exc
                     )
@@ -346,17 +345,17 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
     def _wait(self, target: WaitTarget, deadline: datetime | None) -> dict[str, Any]:
         execution_id = target.execution_id
         assert execution_id is not None
-        waiter = SyncWaiter(self.hook, SyncWatch(target, status_check_interval=self.status_check_interval))
+        driver = PokeDriver(self.hook, WaitDecider(target, status_check_interval=self.status_check_interval))
         stop = self._stop = self._stop or threading.Event()
         while True:
             if stop.is_set():
                 raise AirflowException(f"Killed while waiting for Polytomic execution {execution_id}.")
             try:
-                result = waiter.check()
+                result = driver.check()
             except PolytomicNotFoundError as exc:
                 raise AirflowFailException(str(exc)) from None
             except Exception as exc:
-                if not transient(exc):
+                if not is_retryable(exc):
                     raise
                 self.log.warning("Polytomic is not answering right now (%s); will check again.", exc)
                 result = None
@@ -390,7 +389,7 @@ class PolytomicRunSyncOperator(SyncOutcomeMixin, BaseOperator):
                 message = event.get("message") or "Timed out waiting for Polytomic."
                 raise PolytomicSyncTimeoutError(str(message))
             raise self._timed_out(str(execution_id), None)
-        return handle_trigger_event(self, event, waited_on_execution=False)
+        return self.finish_trigger_event(event, waited_on_execution=False)
 
     def on_kill(self) -> None:
         """Stop waiting; with ``cancel_on_kill``, cancel the execution the task started or attached to."""

@@ -16,78 +16,20 @@ from airflow_provider_polytomic._compat import (
     default_deferrable,
     first_reschedule_date,
 )
-from airflow_provider_polytomic.exceptions import PolytomicNotFoundError, PolytomicSyncFailedError
+from airflow_provider_polytomic.client import is_retryable
+from airflow_provider_polytomic.exceptions import PolytomicNotFoundError
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.links.polytomic import PolytomicExecutionLink
-from airflow_provider_polytomic.models import Outcome
+from airflow_provider_polytomic.sync_outcome import SyncOutcomeMixin
 from airflow_provider_polytomic.sync_wait import (
     DEFAULT_STATUS_CHECK_INTERVAL,
-    SyncResult,
-    SyncWaiter,
-    SyncWatch,
+    PokeDriver,
+    WaitDecider,
     WaitTarget,
     parse_time,
-    transient,
     utcnow,
 )
 from airflow_provider_polytomic.vocabulary import check_sync_kind
-
-
-class SyncOutcomeMixin:
-    """Turns a :class:`SyncResult` into the task's fate; shared by the sensor and the run-sync operator."""
-
-    fail_on_errors: bool
-    soft_fail: bool
-    log: Any
-
-    def finish(self, result: SyncResult, *, waited_on_execution: bool) -> dict[str, Any]:
-        """Return the summary for XCom, or raise for a failed, canceled or errored execution.
-
-        A failure of a known execution raises :class:`AirflowFailException` (no retries: a
-        retry would wait on the same finished execution); otherwise
-        :class:`PolytomicSyncFailedError`. With ``soft_fail`` the task is skipped instead,
-        in every mode alike.
-        """
-        summary = result.summary()
-        # Kept for OpenLineage, which asks for this task's lineage once it has ended.
-        self._polytomic_summary = summary
-        failed = result.failed or (result.outcome is Outcome.SUCCEEDED_WITH_ERRORS and self.fail_on_errors)
-        if not failed:
-            if result.outcome is Outcome.SUCCEEDED_WITH_ERRORS:
-                self.log.warning(
-                    "%s; %s errors, %s warnings. Continuing because fail_on_errors=False.",
-                    result.describe(),
-                    summary["counts"].get("error"),
-                    summary["counts"].get("warning"),
-                )
-            else:
-                self.log.info("%s.", result.describe())
-            return summary
-        message = result.describe()
-        if self.soft_fail:
-            raise AirflowSkipException(f"{message} (soft_fail=True: skipping)")
-        if waited_on_execution:
-            raise AirflowFailException(message)
-        raise PolytomicSyncFailedError(message)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """OpenLineage: the sync's sources as inputs, its target as outputs, rows written as
-        output statistics and a ``polytomicExecution`` run facet (ids, status, counts, link).
-
-        Called by Airflow's OpenLineage provider when the task ends; returns None when that
-        provider is not installed. Lookups are few, cached per task instance and bounded in
-        time, and a failed lookup only makes the lineage partial (see the README).
-        """
-        from airflow_provider_polytomic.lineage import sync_task_lineage
-
-        return sync_task_lineage(self, task_instance)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
-        """OpenLineage for a failed task: the same datasets; statistics when the execution
-        reported counts (a failed execution may have written part of its records)."""
-        from airflow_provider_polytomic.lineage import sync_task_lineage
-
-        return sync_task_lineage(self, task_instance)
 
 
 class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
@@ -159,7 +101,7 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
         self.polytomic_conn_id = polytomic_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.status_check_interval = float(status_check_interval)
-        self._waiter: SyncWaiter | None = None
+        self._poke_driver: PokeDriver | None = None
         self._pokes = 0
 
     # ------------------------------------------------------------------------ helpers
@@ -185,7 +127,6 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
             sync_kind=self.sync_kind,
             execution_id=self.execution_id or None,
             baseline=self.baseline(context),
-            fail_on_errors=self.fail_on_errors,
         )
 
     # -------------------------------------------------------------------------- modes
@@ -220,19 +161,19 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        if self._waiter is None:
+        if self._poke_driver is None:
             target = self.target(context)
-            watch = SyncWatch(target, status_check_interval=self.status_check_interval)
-            self._waiter = SyncWaiter(PolytomicHook(self.polytomic_conn_id), watch)
+            decider = WaitDecider(target, status_check_interval=self.status_check_interval)
+            self._poke_driver = PokeDriver(PolytomicHook(self.polytomic_conn_id), decider)
         self._pokes += 1
         try:
-            result = self._waiter.check()
+            result = self._poke_driver.check()
         except PolytomicNotFoundError as exc:
             if self.execution_id:
                 raise AirflowFailException(str(exc)) from None
             raise
         except Exception as exc:
-            if transient(exc):
+            if is_retryable(exc):
                 self.log.warning("Polytomic is not answering right now (%s); will poke again.", exc)
                 return False
             raise
@@ -257,25 +198,4 @@ class PolytomicSyncSensor(SyncOutcomeMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired."""
-        return handle_trigger_event(self, event, waited_on_execution=bool(self.execution_id))
-
-
-def handle_trigger_event(
-    op: SyncOutcomeMixin, event: dict[str, Any] | None, *, waited_on_execution: bool
-) -> Any:
-    """Turn a :class:`PolytomicSyncTrigger` event into the task's fate (sensor and operator)."""
-    if not isinstance(event, dict):
-        raise PolytomicSyncFailedError(f"The Polytomic trigger sent no usable event: {event!r}")
-    status = event.get("status")
-    if status == "finished":
-        try:
-            result = SyncResult.from_dict(event["result"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PolytomicSyncFailedError(f"The Polytomic trigger sent a malformed result: {exc}") from None
-        return op.finish(result, waited_on_execution=waited_on_execution)
-    if status == "timeout":
-        raise AirflowSensorTimeout(event.get("message") or "Timed out waiting for the Polytomic sync.")
-    message = event.get("message") or f"Polytomic trigger error: {event!r}"
-    if event.get("fatal"):
-        raise AirflowFailException(message)
-    raise PolytomicSyncFailedError(message)
+        return self.finish_trigger_event(event, waited_on_execution=bool(self.execution_id))

@@ -16,8 +16,8 @@ __all__ = [
     "RESPONSE_BODY_LIMIT",
     "TERMINAL_STATUSES",
     "Delivery",
+    "ExecutionEnding",
     "FakeApiError",
-    "Outcome",
     "RecordedRequest",
     "SyncKind",
     "format_time",
@@ -26,7 +26,7 @@ __all__ = [
 SyncKind = Literal["model", "bulk"]
 """Kind of sync: a model sync (``/api/syncs``) or a bulk sync (``/api/bulk/syncs``)."""
 
-Outcome = Literal["completed", "failed", "canceled", "completed_with_errors"]
+ExecutionEnding = Literal["completed", "failed", "canceled", "completed_with_errors"]
 """How a scheduled execution ends (see :meth:`FakePolytomic.run_execution`)."""
 
 MODEL_EVENT_TYPES: tuple[str, ...] = (

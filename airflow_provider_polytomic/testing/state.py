@@ -30,8 +30,7 @@ from .backends.syncs import SyncSpec
 from .backends.wiring import Backends, build_backends
 from .clock import FakeClock
 from .faults import Faults
-from .legacy import LegacyStateMethods
-from .records import Delivery, Outcome, RecordedRequest, SyncKind, format_time
+from .records import Delivery, ExecutionEnding, RecordedRequest, SyncKind, format_time
 from .responses import error_body, identity_json
 from .responses.executions import execution_json
 from .responses.webhooks import webhook_json
@@ -49,7 +48,7 @@ __all__ = [
 ]
 
 
-class PolytomicState(LegacyStateMethods):
+class PolytomicState:
     """The organization: connections, models, syncs, executions, events, webhook, record logs.
 
     Every method is thread-safe. Behaviour knobs are attributes that can change at any time
@@ -338,7 +337,12 @@ class PolytomicState(LegacyStateMethods):
         self.backends.lifecycle.set_status(sync_id, execution_id, status)
 
     def run_execution(
-        self, sync_id: str, *, outcome: Outcome = "completed", after: float = 0.0, **complete_kwargs: Any
+        self,
+        sync_id: str,
+        *,
+        outcome: ExecutionEnding = "completed",
+        after: float = 0.0,
+        **complete_kwargs: Any,
     ) -> str:
         """Start an execution and reach ``outcome`` ``after`` real seconds later; return its id.
 
@@ -351,7 +355,7 @@ class PolytomicState(LegacyStateMethods):
         )
 
     def set_auto_outcome(
-        self, sync_id: str | None, outcome: Outcome = "completed", after: float = 0.0, **kwargs: Any
+        self, sync_id: str | None, outcome: ExecutionEnding = "completed", after: float = 0.0, **kwargs: Any
     ) -> None:
         """Executions later started *through the API* for ``sync_id`` (None: every sync) reach ``outcome``.
 

@@ -52,15 +52,17 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_polytomic._compat import TriggerEvent, asset_state_accessors, require_airflow
 from airflow_provider_polytomic.api import EVENT_RETENTION
-from airflow_provider_polytomic.models import Event, EventType, Outcome, classify
-from airflow_provider_polytomic.sync_wait import parse_time, transient, utcnow
+from airflow_provider_polytomic.asset_events import CursorState, event_payload, ledger_key, ledger_pending
+from airflow_provider_polytomic.client import is_retryable
+from airflow_provider_polytomic.models import Event, EventType
+from airflow_provider_polytomic.sync_wait import utcnow
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, SharedEventsPollTrigger, shared_for
-from airflow_provider_polytomic.vocabulary import TERMINAL_EVENT_TYPES, SeenEventIds, sync_kind_of_event
+from airflow_provider_polytomic.vocabulary import TERMINAL_EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -68,46 +70,7 @@ DEFAULT_EVENT_TYPES: tuple[str, ...] = TERMINAL_EVENT_TYPES
 """What an event trigger yields by default: the completion and failure types of both sync kinds."""
 
 CURSOR_KEY_PREFIX = "polytomic.events.cursor."
-LEDGER_KEY_PREFIX = "polytomic.event."
-# Bound on ids kept next to the cursor; they only cover the visibility-lag window.
-MAX_STATE_IDS = 2000
 _ONE_US = timedelta(microseconds=1)
-
-
-def ledger_key(event_id: str) -> str:
-    """Asset-state-store key under which the webhook receiver and the trigger mark a recorded event."""
-    return f"{LEDGER_KEY_PREFIX}{event_id}"
-
-
-def ledger_pending(value: Any) -> bool:
-    """Whether a ledger entry only says the webhook receiver *started* recording the event.
-
-    The receiver writes ``{"pending": true, ...}`` before it creates the asset event and
-    replaces it once the event exists; an entry left pending (the receiver's process died in
-    between) does not prove the event was recorded.
-    """
-    return isinstance(value, dict) and bool(value.get("pending"))
-
-
-def event_payload(event: Event) -> dict[str, Any]:
-    """The JSON-able dict both the trigger and the webhook receiver put in asset events.
-
-    Keys: ``id``, ``type``, ``created_at`` (ISO 8601), ``organization_id``, ``sync_id``,
-    ``execution_id``, ``sync_kind`` (``model``/``bulk``), ``outcome`` (see
-    :class:`~airflow_provider_polytomic.models.Outcome`) and ``payload`` (Polytomic's own
-    ``event`` object, unchanged).
-    """
-    return {
-        "id": event.id,
-        "type": event.type,
-        "created_at": event.created_at.isoformat(),
-        "organization_id": event.organization_id,
-        "sync_id": event.sync_id,
-        "execution_id": event.execution_id,
-        "sync_kind": sync_kind_of_event(event.type),
-        "outcome": classify(event.type).value,
-        "payload": json.loads(json.dumps(event.event or {}, default=str)),
-    }
 
 
 def _check_event_types(event_types: Iterable[str] | None) -> list[str]:
@@ -136,39 +99,6 @@ def _check_sync_ids(sync_ids: Iterable[str] | None) -> list[str]:
             raise ValueError(f"sync_ids must contain non-empty strings, got {sid!r}")
         out.add(sid.strip().lower())
     return sorted(out)
-
-
-class CursorState(SeenEventIds):
-    """How far a reader has read: every matching event created at or before :attr:`cursor` is
-    handled, and so are the newer events whose ids it keeps. Stored as JSON in the asset
-    state store (:meth:`to_json`)."""
-
-    @property
-    def cursor(self) -> datetime:
-        """Every matching event created at or before this instant has been handled."""
-        return self.floor
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON value stored in the asset state store."""
-        newest = sorted(self.ids.items(), key=lambda kv: kv[1])[-MAX_STATE_IDS:]
-        return {"v": 1, "cursor": self.cursor.isoformat(), "ids": {k: v.isoformat() for k, v in newest}}
-
-    @classmethod
-    def from_json(cls, value: Any) -> CursorState | None:
-        """Parse a stored value; None (with a warning) when it is not one of ours."""
-        try:
-            cursor = parse_time(value["cursor"], "cursor")
-            ids = {str(k): parse_time(v, "ids") for k, v in (value.get("ids") or {}).items()}
-        except (TypeError, KeyError, ValueError, AttributeError):
-            log.warning("Ignoring an unreadable Polytomic event cursor in the asset state store.")
-            return None
-        return cls(cursor, ids)
-
-    def copy(self) -> CursorState:
-        return CursorState(self.cursor, self.ids)
-
-    def handled(self, event: Event) -> bool:
-        return self.seen(event.id, event.created_at)
 
 
 class PolytomicEventTrigger(SharedEventsPollTrigger):
@@ -315,7 +245,7 @@ class PolytomicEventTrigger(SharedEventsPollTrigger):
                     candidates.extend(await shared.backfill.events_since(state.cursor, self.matches))
                     backfilled = True
                 except Exception as exc:
-                    if not transient(exc):
+                    if not is_retryable(exc):
                         raise
                     log.warning("Reading Polytomic events since %s failed, will retry: %s", state.cursor, exc)
             if isinstance(tick, EventTick):
@@ -441,12 +371,4 @@ class _Store:
                 log.warning("Could not write the Polytomic webhook ledger: %s", exc)
 
 
-__all__ = [
-    "DEFAULT_EVENT_TYPES",
-    "CursorState",
-    "Outcome",
-    "PolytomicEventTrigger",
-    "event_payload",
-    "ledger_key",
-    "ledger_pending",
-]
+__all__ = ["DEFAULT_EVENT_TYPES", "PolytomicEventTrigger"]

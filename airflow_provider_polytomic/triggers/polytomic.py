@@ -1,7 +1,8 @@
-"""Triggers that wait on Polytomic in Airflow's triggerer.
+"""The trigger that waits on a Polytomic sync execution in Airflow's triggerer.
 
 :class:`PolytomicSyncTrigger` backs the deferrable sensor and the run-sync operator: it
-fires once, when the awaited execution has finished (or its deadline passed).
+fires once, when the awaited execution has finished (or its deadline passed). Asset
+watchers use :class:`~airflow_provider_polytomic.triggers.events.PolytomicEventTrigger`.
 
 Both triggers poll the events API through one shared stream per connection (see
 :mod:`airflow_provider_polytomic.triggers.shared_poll`), so a thousand waiting tasks cost
@@ -17,15 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_polytomic._compat import TriggerEvent
+from airflow_provider_polytomic.client import is_retryable
 from airflow_provider_polytomic.exceptions import PolytomicAPIError, PolytomicNotFoundError
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.sync_wait import (
     DEFAULT_STATUS_CHECK_INTERVAL,
     SyncResult,
-    SyncWatch,
+    WaitDecider,
     WaitTarget,
     parse_time,
-    transient,
     utcnow,
 )
 from airflow_provider_polytomic.triggers.shared_poll import EventTick, SharedEventsPollTrigger, shared_for
@@ -113,20 +114,20 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         # Spread the periodic status checks of many triggers instead of firing them together.
-        watch = SyncWatch(
+        decider = WaitDecider(
             self.target(), status_check_interval=self.status_check_interval * random.uniform(0.9, 1.1)
         )
         shared = shared_for(self.polytomic_conn_id)
         try:
             try:
-                backlog = await shared.backfill.events_since(watch.events_since(), watch.relevant)
+                backlog = await shared.backfill.events_since(decider.events_since(), decider.relevant)
             except Exception as exc:
-                if not transient(exc):
+                if not is_retryable(exc):
                     raise
                 log.warning("Reading past Polytomic events failed; the status check covers them: %s", exc)
             else:
-                watch.observe_events(backlog)
-            if (result := await self._status(watch)) is not None:
+                decider.observe_events(backlog)
+            if (result := await self._status(decider)) is not None:
                 yield self._finished(result)
                 return
             async for tick in shared_stream:
@@ -143,28 +144,28 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
                     return
                 if not isinstance(tick, EventTick):
                     continue
-                watch.observe_events(tick.for_sync(self.sync_id))
-                if (result := await self._status(watch)) is not None:
+                decider.observe_events(tick.for_sync(self.sync_id))
+                if (result := await self._status(decider)) is not None:
                     yield self._finished(result)
                     return
         except PolytomicAPIError as exc:
             fatal = isinstance(exc, PolytomicNotFoundError) and self.execution_id is not None
             yield TriggerEvent({"status": "error", "message": str(exc), "fatal": fatal})
 
-    async def _status(self, watch: SyncWatch) -> SyncResult | None:
+    async def _status(self, decider: WaitDecider) -> SyncResult | None:
         now = utcnow()
-        if not watch.status_check_due(now):
+        if not decider.status_check_due(now):
             return None
         try:
-            executions = await shared_for(self.polytomic_conn_id).status.check(
-                watch.target, watch.nominated()
+            executions = await shared_for(self.polytomic_conn_id).status_checks.check(
+                decider.target, decider.nominated()
             )
         except Exception as exc:
-            if not transient(exc):
+            if not is_retryable(exc):
                 raise
             log.warning("Polytomic status check failed, will retry: %s", exc)
             return None
-        return watch.observe_executions(executions, now=now)
+        return decider.observe_executions(executions, now=now)
 
     @staticmethod
     def _finished(result: SyncResult) -> TriggerEvent:
@@ -196,8 +197,22 @@ class PolytomicSyncTrigger(SharedEventsPollTrigger):
         return None
 
 
-# Both triggers are importable from here (the issue's and users' path); the event trigger's
-# serialized classpath stays airflow_provider_polytomic.triggers.events.PolytomicEventTrigger.
-from airflow_provider_polytomic.triggers.events import PolytomicEventTrigger  # noqa: E402
+def __getattr__(name: str) -> Any:
+    # PolytomicEventTrigger lives in triggers.events (its serialized classpath); this path
+    # is the one earlier documentation gave, kept working with a warning.
+    if name == "PolytomicEventTrigger":
+        import warnings
 
-__all__ = ["PolytomicEventTrigger", "PolytomicSyncTrigger"]
+        from airflow_provider_polytomic.triggers.events import PolytomicEventTrigger
+
+        warnings.warn(
+            "Import PolytomicEventTrigger from airflow_provider_polytomic.triggers.events; "
+            "airflow_provider_polytomic.triggers.polytomic will stop providing it.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return PolytomicEventTrigger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["PolytomicSyncTrigger"]

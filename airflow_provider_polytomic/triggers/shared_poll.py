@@ -13,7 +13,7 @@ Work that is per trigger but often identical is coalesced here too:
 
 * :class:`EventBackfill` - a newly started trigger must see the events between its baseline
   and its first tick. Triggers that start together share one read from the oldest baseline.
-* :class:`StatusChecks` - identical status checks in flight at the same time are made once,
+* :class:`StatusCheckCoalescer` - identical status checks in flight at the same time are made once,
   and at most ``concurrency`` run at a time.
 """
 
@@ -30,12 +30,12 @@ from typing import Any
 
 from airflow_provider_polytomic._compat import BaseEventTrigger, TriggerEvent
 from airflow_provider_polytomic.api import EVENT_VISIBILITY_LAG, EventTail
+from airflow_provider_polytomic.client import is_retryable
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import BulkExecution, Event, Execution
 from airflow_provider_polytomic.sync_wait import (
-    StatusCheck,
+    StatusCheckPlan,
     WaitTarget,
-    transient,
     utcnow,
 )
 
@@ -96,7 +96,7 @@ async def poll_events(
                 fresh.extend(tail.feed(await hook.arun(call)))
         except Exception as exc:
             tail.fail()
-            if not transient(exc):
+            if not is_retryable(exc):
                 raise
             log.warning("Polytomic events poll failed, will retry next interval: %s", exc)
             yield EventTick(tuple(fresh), started, ok=False)
@@ -143,8 +143,9 @@ class EventBackfill:
                     future.set_result(bucket)
 
 
-class StatusChecks:
-    """Runs status checks, merging identical concurrent ones and capping concurrency."""
+class StatusCheckCoalescer:
+    """Runs the status checks of every trigger of a connection: identical checks in flight at
+    the same time are sent once, and at most ``concurrency`` run at a time."""
 
     def __init__(self, hook: PolytomicHook, concurrency: int = STATUS_CHECK_CONCURRENCY) -> None:
         self.hook = hook
@@ -173,7 +174,7 @@ class StatusChecks:
         self, target: WaitTarget, nominated: tuple[str, ...] = ()
     ) -> list[Execution | BulkExecution]:
         async with self._semaphore:
-            check = StatusCheck(target, nominated)
+            check = StatusCheckPlan(target, nominated)
             while (call := check.next_call()) is not None:
                 self.requests += 1
                 check.feed(await self.hook.arun(call))
@@ -186,7 +187,7 @@ class ConnectionShared:
 
     hook: PolytomicHook
     backfill: EventBackfill
-    status: StatusChecks
+    status_checks: StatusCheckCoalescer
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, ConnectionShared]] = (
@@ -201,7 +202,7 @@ def shared_for(conn_id: str) -> ConnectionShared:
     shared = per_loop.get(conn_id)
     if shared is None:
         hook = PolytomicHook(conn_id)
-        shared = ConnectionShared(hook, EventBackfill(hook), StatusChecks(hook))
+        shared = ConnectionShared(hook, EventBackfill(hook), StatusCheckCoalescer(hook))
         per_loop[conn_id] = shared
     return shared
 

@@ -1,6 +1,6 @@
 """Airflow plugin mounting the Polytomic webhook receiver on the Airflow 3 API server.
 
-Once the provider is installed (and the lead-registered provider-info ``plugins`` entry
+Once the provider is installed (its provider-info ``plugins`` entry
 points here), the API server serves the receiver at ``<api-server>/polytomic/events``.
 Point Polytomic at it with ``PolytomicEnsureWebhookOperator`` or
 ``python -m airflow_provider_polytomic.webhook ensure --endpoint https://<host>/polytomic/events``.

@@ -58,17 +58,16 @@ except ImportError:  # Airflow 2 does not ship FastAPI; create_app() raises a ve
         raise
     FastAPI = Request = JSONResponse = None  # type: ignore[assignment,misc,unused-ignore]
 from airflow_provider_polytomic.api import EVENT_RETENTION
-from airflow_provider_polytomic.assets import sync_uri
-from airflow_provider_polytomic.models import Event, parse_event
-from airflow_provider_polytomic.signature import SIGNATURE_HEADER, Encoding, verify_signature
-from airflow_provider_polytomic.triggers.events import (
-    DEFAULT_EVENT_TYPES,
+from airflow_provider_polytomic.asset_events import (
     LEDGER_KEY_PREFIX,
     event_payload,
     ledger_key,
     ledger_pending,
 )
-from airflow_provider_polytomic.vocabulary import ConnectionExtras, sync_kind_of_event
+from airflow_provider_polytomic.assets import sync_uri
+from airflow_provider_polytomic.models import Event, parse_event
+from airflow_provider_polytomic.signature import SIGNATURE_HEADER, Encoding, verify_signature
+from airflow_provider_polytomic.vocabulary import TERMINAL_EVENT_TYPES, ConnectionExtras, sync_kind_of_event
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +529,7 @@ def create_app(
     require_airflow("The Polytomic webhook receiver", (3, 0))
     if max_body_bytes <= 0:
         raise ValueError("max_body_bytes must be positive")
-    types = frozenset(event_types if event_types is not None else DEFAULT_EVENT_TYPES)
+    types = frozenset(event_types if event_types is not None else TERMINAL_EVENT_TYPES)
     sink: AssetEventRecorder = recorder if recorder is not None else AirflowApiRecorder()
     secrets = _SecretCache(
         secret_loader or (lambda: webhook_secret_for(polytomic_conn_id)), secret_cache_seconds

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..records import TERMINAL_STATUSES, FakeApiError, Outcome, SyncKind, format_time
+from ..records import TERMINAL_STATUSES, ExecutionEnding, FakeApiError, SyncKind, format_time
 from ..responses.executions import bulk_payload, bulk_schedule, execution_json, model_payload
 from .context import Org
 from .events import EventsBackend
@@ -18,7 +18,7 @@ from .syncs import Sync, SyncsBackend
 
 __all__ = ["OUTCOMES", "Lifecycle"]
 
-OUTCOMES: tuple[Outcome, ...] = ("completed", "failed", "canceled", "completed_with_errors")
+OUTCOMES: tuple[ExecutionEnding, ...] = ("completed", "failed", "canceled", "completed_with_errors")
 _PAYLOAD_LIST_FIELDS = (
     ("total_records", "records"),
     ("inserted_records", "inserts"),
@@ -206,14 +206,14 @@ class Lifecycle:
 
     # -- scheduled outcomes --------------------------------------------------------------------
 
-    def run(self, sync_id: str, *, outcome: Outcome, after: float, kwargs: dict[str, Any]) -> str:
+    def run(self, sync_id: str, *, outcome: ExecutionEnding, after: float, kwargs: dict[str, Any]) -> str:
         """Start an execution and reach ``outcome`` ``after`` real seconds later; return its id."""
         execution = self.start(sync_id)
         self.schedule_outcome(sync_id, execution.id, outcome, after, kwargs)
         return execution.id
 
     def set_auto_outcome(
-        self, sync_id: str | None, outcome: Outcome, after: float, kwargs: dict[str, Any]
+        self, sync_id: str | None, outcome: ExecutionEnding, after: float, kwargs: dict[str, Any]
     ) -> None:
         """Executions later started through the API for ``sync_id`` (None: any) reach ``outcome``."""
         if outcome not in OUTCOMES:
