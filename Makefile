@@ -2,6 +2,7 @@
 #   make demo        - an example DAG end to end on a real Airflow against the bundled fake Polytomic server
 #   make test        - the test matrix of ci/matrix.txt, every supported Airflow x Python (what CI runs)
 #   make test-quick  - the suite in the development venv only (.venv, the newest Airflow), for the edit loop
+#   make test-unit   - only tests/unit (the package, module by module) in .venv, stopping at the first failure
 #   make test-prod   - the production-topology suite at full size (PostgreSQL, two triggerers)
 #   make lint        - ruff and mypy
 #   make docs        - the documentation site into docs/_build/html, warnings as errors
@@ -15,7 +16,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; 
 # How to run uv, resolved once, when a recipe first needs it (make clean never installs uv).
 UV ?= $(eval UV := $(shell PYTHON="$(PYTHON)" ci/find-uv))$(UV)
 
-.PHONY: install test test-quick test-prod lint docs demo bench clean
+.PHONY: install test test-quick test-unit test-prod lint docs demo bench clean
 
 $(VENV)/.installed: pyproject.toml ci/matrix.txt
 	UV="$(UV)" $(PYTHON) ci/matrix.py --install-dev $(VENV) --python "$(PYTHON)"
@@ -28,6 +29,9 @@ test:
 
 test-quick: install
 	UV="$(UV)" $(PY) -m pytest -m "not e2e"
+
+test-unit: install
+	$(PY) -m pytest -q -x -m unit
 
 # The production-topology suite at full size (PostgreSQL, two triggerers, 200 sensors and
 # 200 webhook deliveries); `make test` runs it at CI size.

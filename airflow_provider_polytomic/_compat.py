@@ -8,7 +8,7 @@ spread over ``airflow.models``, ``airflow.hooks`` and ``airflow.sensors``. Each 
 taken from its newest home first, so no supported version warns about a deprecated import.
 
 Where the provider needs something Airflow offers no public API for, the one wrapper that
-reaches into Airflow lives here too, and ``tests/test_compat.py`` checks it against the
+reaches into Airflow lives here too, and ``tests/unit/test_compat.py`` checks it against the
 installed Airflow, so a change in Airflow fails a test instead of the provider.
 
 The functions at the end give the test suite the few Airflow internals it drives (a
@@ -224,7 +224,7 @@ def asset_state_accessors(accessors: Any) -> list[Any] | None:
 
     Airflow offers no public way to list them: its object is subscripted with an asset the
     caller must already know, which an asset watcher's trigger does not. This reads the two
-    maps the object keeps, by name and by URI. ``tests/test_compat.py`` builds a real
+    maps the object keeps, by name and by URI. ``tests/unit/test_compat.py`` builds a real
     ``AssetStateStoreAccessors`` and checks this against its public subscript, so a change in
     Airflow fails that test.
 

@@ -2,8 +2,9 @@
 
 A request is described once as a :class:`Call` (method, path, query, body, how to read the
 answer). :class:`SyncTransport` (requests) and :class:`AsyncTransport` (httpx) send it with
-the same headers, the same timeouts, the same :class:`RetryPolicy` (tenacity, both paths)
-and the same response parser, so the two paths cannot drift apart.
+the same headers and timeouts (:mod:`~airflow_provider_polytomic.client_config`), the same
+retry policy (:mod:`~airflow_provider_polytomic.retry`, tenacity on both paths) and the
+same response parser, so the two paths cannot drift apart.
 
 Nothing in this module logs or raises text containing the API key: headers are never
 logged, exception messages are built here rather than copied from the HTTP libraries, and
@@ -17,173 +18,41 @@ running task sends anything.
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
 import json
 import logging
-import platform
-import random
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
-from airflow_provider_polytomic import __version__
-from airflow_provider_polytomic._compat import airflow_version
+from airflow_provider_polytomic.client_config import ClientConfig, build_base_url, user_agent
 from airflow_provider_polytomic.exceptions import (
     PolytomicAPIError,
     PolytomicNotFoundError,
     PolytomicSyncAlreadyRunningError,
 )
 from airflow_provider_polytomic.models import build_schemas
-from airflow_provider_polytomic.vocabulary import (
-    DEFAULT_API_VERSION,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_EVENT_RECHECK_INTERVAL,
-    DEFAULT_HOST,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_RETRY_BASE_WAIT,
-    DEFAULT_RETRY_MAX_WAIT,
-    DEFAULT_TIMEOUT,
-    ConnectionExtras,
+from airflow_provider_polytomic.retry import (
+    DeadlineExceededError,
+    RetryableAPIError,
+    RetryPolicy,
+    is_retryable,
+    parse_retry_after,
 )
+from airflow_provider_polytomic.vocabulary import DEFAULT_API_VERSION, DEFAULT_HOST
 
 if TYPE_CHECKING:
     import httpx
     import requests
-    import tenacity
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _IDEMPOTENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,255}$")
-
-
-def user_agent() -> str:
-    """User-Agent naming the provider, Airflow and Python versions."""
-    return (
-        f"airflow-provider-polytomic/{__version__} apache-airflow/{airflow_version()} "
-        f"python/{platform.python_version()}"
-    )
-
-
-# ------------------------------------------------------------------------------ config
-
-
-def build_base_url(host: str | None, port: int | None = None, scheme: str | None = None) -> str:
-    """Turn a connection's host (``app.polytomic.com``, ``https://polytomic.acme.internal``,
-    ``http://127.0.0.1:8900``) into a base URL without a trailing slash."""
-    host = (host or "").strip()
-    if not host:
-        return DEFAULT_HOST
-    if "://" not in host:
-        host = f"{scheme or 'https'}://{host}"
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"Polytomic connection host {host!r} is not an http(s) URL")
-    netloc = parts.netloc
-    if port and parts.port is None:
-        netloc = f"{netloc}:{port}"
-    path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{netloc}{path}"
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Everything needed to talk to one Polytomic deployment. The key is a :class:`SecretStr`."""
-
-    api_key: SecretStr = field(repr=False)
-    base_url: str = DEFAULT_HOST
-    api_version: str = DEFAULT_API_VERSION
-    organization_id: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
-    retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT
-    retry_base_wait: float = DEFAULT_RETRY_BASE_WAIT
-    event_recheck_interval: float = DEFAULT_EVENT_RECHECK_INTERVAL
-    """Seconds between the shared events poll's re-reads of late-visible events."""
-    conn_id: str | None = None
-
-    @classmethod
-    def from_connection(cls, conn: Any, **overrides: Any) -> ClientConfig:
-        """Build a config from an Airflow ``Connection`` of type ``polytomic``.
-
-        ``overrides`` (``timeout``, ``max_retries``, ...) win over the connection's extras.
-        """
-        extras = ConnectionExtras.of(conn, **overrides)
-        conn_id = extras.conn_id
-        api_key = conn.password or extras.api_key
-        if not api_key:
-            raise ValueError(
-                f"Connection {conn_id!r}: no API key. Put the Polytomic API key in the connection's password."
-            )
-        api_version = extras.api_version
-        try:
-            base_url = build_base_url(conn.host, getattr(conn, "port", None), extras.scheme)
-        except ValueError as exc:
-            raise ValueError(f"Connection {conn_id!r}: {exc}") from None
-        return cls(
-            api_key=SecretStr(str(api_key)),
-            base_url=base_url,
-            api_version=api_version,
-            organization_id=extras.organization_id,
-            timeout=extras.timeout,
-            connect_timeout=extras.connect_timeout,
-            max_retries=extras.max_retries,
-            retry_max_wait=extras.retry_max_wait,
-            retry_base_wait=extras.retry_base_wait,
-            event_recheck_interval=extras.event_recheck_interval,
-            conn_id=conn_id,
-        )
-
-    @property
-    def api_host(self) -> str:
-        """``scheme://host:port`` of the API: the only origin that ever receives the key."""
-        parts = urlsplit(self.base_url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    def authorization(self) -> str:
-        """The Authorization header value: Bearer, or org-scoped Basic for partner/deployment keys."""
-        key = self.api_key.get_secret_value()
-        if self.organization_id:
-            token = base64.b64encode(f"{self.organization_id}:{key}".encode()).decode("ascii")
-            return f"Basic {token}"
-        return f"Bearer {key}"
-
-    def headers(self, *, idempotency_key: str | None = None, has_body: bool = False) -> dict[str, str]:
-        headers = {
-            "Authorization": self.authorization(),
-            "X-Polytomic-Version": self.api_version,
-            "User-Agent": user_agent(),
-            "Accept": "application/json",
-        }
-        if has_body:
-            headers["Content-Type"] = "application/json"
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        return headers
-
-    def scrub(self, text: str) -> str:
-        """Remove the API key (and its Basic form) from text that came off the wire."""
-        key = self.api_key.get_secret_value()
-        if key:
-            text = text.replace(key, "***")
-            text = text.replace(self.authorization().split(" ", 1)[1], "***")
-        return text
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_retries=self.max_retries, base_wait=self.retry_base_wait, max_wait=self.retry_max_wait
-        )
 
 
 # ------------------------------------------------------------------------------- calls
@@ -247,46 +116,7 @@ def data_of(body: Any) -> Any:
     return body
 
 
-# ------------------------------------------------------------------------------ errors
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
-
-
-class DeadlineExceededError(PolytomicAPIError):
-    """A transport's deadline passed before a request could be sent; never retried."""
-
-
-class RetryableAPIError(PolytomicAPIError):
-    """A failure worth retrying (429, 5xx, network); carries the server's Retry-After."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failure worth trying again: 429, 5xx, a connection error or a
-    timeout. After the transport's own retries, waiters ride these out until their deadline."""
-    return isinstance(exc, RetryableAPIError)
+# ------------------------------------------------------------------- answers and errors
 
 
 def error_from_response(
@@ -358,73 +188,6 @@ def handle_response(
     if not 200 <= status < 300:
         raise error_from_response(config, call, status, headers, content)
     return decode_success(config, call, content)
-
-
-# ------------------------------------------------------------------------------- retry
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The single retry policy of both transports.
-
-    Retries 429, 5xx, connection errors and timeouts, never other 4xx. Waits follow
-    ``Retry-After`` when the server sends one (capped at ``max_wait``), else an exponential
-    backoff from ``base_wait`` with jitter (half fixed, half random) capped at ``max_wait``.
-    """
-
-    max_retries: int = DEFAULT_MAX_RETRIES
-    base_wait: float = DEFAULT_RETRY_BASE_WAIT
-    max_wait: float = DEFAULT_RETRY_MAX_WAIT
-
-    def wait_for(self, attempt: int, exc: BaseException | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based) after ``exc``."""
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(float(retry_after), self.max_wait)
-        ceiling = min(self.max_wait, self.base_wait * (2 ** max(0, attempt - 1)))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def _tenacity_wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return self.wait_for(state.attempt_number, exc)
-
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0
-        log.warning(
-            "Polytomic call failed (%s); retry %d of %d in %.1f s",
-            exc,
-            state.attempt_number,
-            self.max_retries,
-            wait,
-        )
-
-    def tenacity_kwargs(self, deadline: float | None = None) -> dict[str, Any]:
-        """Arguments for ``tenacity.Retrying``/``AsyncRetrying``.
-
-        :param deadline: a ``time.monotonic()`` value: no retry starts after it, and no wait
-            between attempts runs past it.
-        """
-        import tenacity
-
-        attempts = tenacity.stop_after_attempt(self.max_retries + 1)
-        stop: Any = attempts
-        wait: Any = self._tenacity_wait
-        if deadline is not None:
-
-            def stop(state: tenacity.RetryCallState) -> bool:
-                return bool(attempts(state)) or time.monotonic() >= deadline
-
-            def wait(state: tenacity.RetryCallState) -> float:
-                return min(self._tenacity_wait(state), max(0.0, deadline - time.monotonic()))
-
-        return {
-            "stop": stop,
-            "retry": tenacity.retry_if_exception(is_retryable),
-            "wait": wait,
-            "before_sleep": self._before_sleep,
-            "reraise": True,
-        }
 
 
 def remaining_time(deadline: float | None, call: Call[Any]) -> float | None:

@@ -33,8 +33,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_polytomic import api
-from airflow_provider_polytomic.api import EVENT_RETENTION, EVENT_VISIBILITY_LAG, EventTail
+from airflow_provider_polytomic.api import EVENT_RETENTION, EVENT_VISIBILITY_LAG
 from airflow_provider_polytomic.client import is_retryable
+from airflow_provider_polytomic.event_tail import EventTail
 from airflow_provider_polytomic.models import (
     BulkExecution,
     Event,
@@ -354,7 +355,7 @@ def pick_recent_executions(
 
 class StatusCheckPlan:
     """The requests of one status check, described without I/O: feed it the answer to each
-    :meth:`next_call` until that is None (the pattern of :class:`~airflow_provider_polytomic.api.EventPager`).
+    :meth:`next_call` until that is None (as :class:`~airflow_provider_polytomic.event_pager.EventPager`).
 
     With an ``execution_id``: one GET of that execution. Without: the sync's terminal
     executions, newest first, until one finished at or before the baseline (at most

@@ -5,7 +5,7 @@ Run::
     .venv/bin/python scripts/check_dist.py            # builds into a temporary folder
     .venv/bin/python scripts/check_dist.py --keep dist
 
-Checks (``tests/test_packaging.py`` runs them in CI):
+Checks (``tests/project/test_packaging.py`` runs them in CI):
 
 * the wheel is pure Python: named ``*-py3-none-any.whl``, ``Root-Is-Purelib: true``, one
   ``Tag: py3-none-any``;

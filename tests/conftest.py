@@ -1,9 +1,17 @@
-"""Test configuration: an isolated AIRFLOW_HOME, unit-test mode, and the fake Polytomic server."""
+"""Test configuration: an isolated AIRFLOW_HOME, unit-test mode, the fake Polytomic server,
+and the ``unit`` marker on every test under ``tests/unit``.
+
+Layout: ``tests/unit/`` mirrors the package (``hooks/``, ``triggers/``, ``webhook/``...);
+``tests/e2e/`` runs a real Airflow; ``tests/fault/``, ``tests/load/`` and ``tests/security/``
+are the fault-injection, load and security suites; ``tests/project/`` checks the repository
+itself (CI matrix, packaging, example DAGs). Helpers shared by several suites sit here.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +32,13 @@ def _metadata_database() -> None:
     from airflow_provider_polytomic._compat import prepare_metadata_database
 
     prepare_metadata_database()
+
+
+_UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests under ``tests/unit`` so ``-m unit`` (``make test-unit``) selects them."""
+    for item in items:
+        if _UNIT in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.unit)

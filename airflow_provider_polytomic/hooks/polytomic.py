@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from functools import cached_property
 from typing import Any, TypeVar
 
 from airflow_provider_polytomic import api
 from airflow_provider_polytomic._compat import BaseHook, aget_connection
 from airflow_provider_polytomic.client import AsyncTransport, Call, ClientConfig, SyncTransport
-from airflow_provider_polytomic.exceptions import PolytomicAPIError
+from airflow_provider_polytomic.event_pager import EventPager
 from airflow_provider_polytomic.get_provider_info import CONN_FIELDS, CONN_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_provider_polytomic.hooks.webhooks import PolytomicWebhookMethods
 from airflow_provider_polytomic.models import (
     BulkExecution,
     BulkSync,
@@ -28,17 +29,12 @@ from airflow_provider_polytomic.models import (
     StartedExecution,
     SyncKind,
     SyncStatus,
-    Webhook,
-    WebhookDeliveriesPage,
-    WebhookDelivery,
-    WebhookOutage,
-    WebhookReconciliation,
 )
 
 T = TypeVar("T")
 
 
-class PolytomicHook(BaseHook):
+class PolytomicHook(PolytomicWebhookMethods, BaseHook):
     """Talk to Polytomic with the credentials of a ``polytomic`` Airflow connection.
 
     The connection's password is the API key; its host the Polytomic URL (default
@@ -201,9 +197,7 @@ class PolytomicHook(BaseHook):
 
         Memory stays bounded by one page, so this suits 48-hour windows of a busy organization.
         """
-        pager = api.EventPager(
-            event_type=event_type, starting_after=starting_after, ending_before=ending_before
-        )
+        pager = EventPager(event_type=event_type, starting_after=starting_after, ending_before=ending_before)
         while (call := pager.next_call()) is not None:
             yield from pager.feed(self.run(call))
 
@@ -226,9 +220,7 @@ class PolytomicHook(BaseHook):
         ending_before: datetime | None = None,
     ) -> AsyncIterator[Event]:
         """Asynchronous :meth:`iter_events`."""
-        pager = api.EventPager(
-            event_type=event_type, starting_after=starting_after, ending_before=ending_before
-        )
+        pager = EventPager(event_type=event_type, starting_after=starting_after, ending_before=ending_before)
         while (call := pager.next_call()) is not None:
             for event in pager.feed(await self.arun(call)):
                 yield event
@@ -245,154 +237,6 @@ class PolytomicHook(BaseHook):
     def get_event_types(self) -> list[str]:
         """``GET /api/events_types``."""
         return self.run(api.get_event_types())
-
-    # ---------------------------------------------------------------------- webhooks
-
-    def list_webhooks(self) -> list[Webhook]:
-        return self.run(api.list_webhooks())
-
-    def create_webhook(self, endpoint: str, secret: str) -> Webhook:
-        return self.run(api.create_webhook(endpoint, secret))
-
-    def get_webhook(self, webhook_id: str) -> Webhook:
-        return self.run(api.get_webhook(webhook_id))
-
-    def update_webhook(self, webhook_id: str, endpoint: str, secret: str) -> Webhook:
-        return self.run(api.update_webhook(webhook_id, endpoint, secret))
-
-    def delete_webhook(self, webhook_id: str) -> None:
-        self.run(api.delete_webhook(webhook_id))
-
-    def enable_webhook(self, webhook_id: str) -> Webhook:
-        return self.run(api.set_webhook_enabled(webhook_id, True))
-
-    def disable_webhook(self, webhook_id: str) -> Webhook:
-        return self.run(api.set_webhook_enabled(webhook_id, False))
-
-    def list_webhook_deliveries(
-        self,
-        webhook_id: str,
-        *,
-        success: bool | None = None,
-        event_id: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        page_token: str | None = None,
-    ) -> WebhookDeliveriesPage:
-        """One page of the webhook's delivery attempts, newest first (``GET /api/webhooks/{id}/deliveries``).
-
-        :param success: only delivered (True) or failed (False) attempts.
-        :param start: attempts at or after this time (timezone-aware); ``end``: before it.
-        :param page_token: the previous page's ``next_page_token``.
-        """
-        return self.run(
-            api.list_webhook_deliveries_page(
-                webhook_id, success=success, event_id=event_id, start=start, end=end, page_token=page_token
-            )
-        )
-
-    def iter_webhook_deliveries(
-        self,
-        webhook_id: str,
-        *,
-        success: bool | None = None,
-        event_id: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> Iterator[WebhookDelivery]:
-        """Every delivery attempt matching the filters, newest first, across pages.
-
-        Example::
-
-            since = datetime.now(timezone.utc) - timedelta(hours=24)
-            failed = list(hook.iter_webhook_deliveries(webhook_id, success=False, start=since))
-        """
-        token: str | None = None
-        while True:
-            page = self.list_webhook_deliveries(
-                webhook_id, success=success, event_id=event_id, start=start, end=end, page_token=token
-            )
-            yield from page.deliveries
-            if not page.next_page_token or page.next_page_token == token:
-                return
-            token = page.next_page_token
-
-    def webhook_outage(
-        self,
-        webhook: Webhook,
-        *,
-        window: timedelta = timedelta(hours=24),
-        keep: int = 10,
-        max_scan: int = 1000,
-    ) -> WebhookOutage | None:
-        """Why ``webhook`` is disabled and which deliveries failed in the ``window`` before now.
-
-        None when it is enabled. Keeps the newest ``keep`` failed attempts and counts at most
-        ``max_scan``. A deployment that cannot list deliveries still gets the outage, with
-        ``failed_deliveries`` None.
-        """
-        if not webhook.disabled:
-            return None
-        outage = WebhookOutage(
-            webhook_id=webhook.id,
-            disabled_at=webhook.disabled_at,
-            reason=webhook.disabled_reason,
-            window_hours=window.total_seconds() / 3600,
-        )
-        since = datetime.now(timezone.utc) - window
-        failed: list[WebhookDelivery] = []
-        total = 0
-        try:
-            for delivery in self.iter_webhook_deliveries(webhook.id, success=False, start=since):
-                total += 1
-                if len(failed) < keep:
-                    failed.append(delivery)
-                if total >= max_scan:
-                    outage.failed_total_capped = True
-                    break
-        except PolytomicAPIError as exc:
-            self.log.warning(
-                "Could not read the delivery history of Polytomic webhook %s: %s", webhook.id, exc
-            )
-            return outage
-        outage.failed_total, outage.failed_deliveries = total, failed
-        return outage
-
-    def reconcile_webhook(self, endpoint: str, secret: str) -> WebhookReconciliation:
-        """Make the organization's single webhook point at ``endpoint`` with ``secret``, enabled,
-        and say what that took.
-
-        Idempotent: creates it when there is none, updates it only when the endpoint or
-        secret differ, and re-enables it when disabled, with a warning saying when and why it
-        was off and which deliveries failed in the last 24 hours (see :meth:`webhook_outage`).
-        """
-        existing = self.list_webhooks()
-        result = WebhookReconciliation(
-            webhook=existing[0] if existing else self.create_webhook(endpoint, secret)
-        )
-        result.created = not existing
-        webhook = result.webhook
-        current_secret = webhook.secret.get_secret_value() if webhook.secret else None
-        if existing and (webhook.endpoint != endpoint or current_secret != secret):
-            webhook = self.update_webhook(webhook.id, endpoint, secret)
-            result.updated = True
-        if webhook.disabled:
-            result.outage = self.webhook_outage(webhook)
-            if result.outage is not None:
-                self.log.warning("%s Re-enabling it.", result.outage.summary())
-            webhook = self.enable_webhook(webhook.id)
-            result.reenabled = True
-        result.webhook = webhook
-        return result
-
-    def ensure_webhook(self, endpoint: str, secret: str) -> Webhook:
-        """Make the organization's single webhook point at ``endpoint`` with ``secret``, enabled.
-
-        Idempotent: creates it when there is none, updates it only when the endpoint or
-        secret differ, enables it when disabled (warning why it was off), and otherwise
-        changes nothing. :meth:`reconcile_webhook` also says what it did.
-        """
-        return self.reconcile_webhook(endpoint, secret).webhook
 
     # ------------------------------------------------------------------------- syncs
 
@@ -449,9 +293,8 @@ class PolytomicHook(BaseHook):
         ascending: bool | None = None,
     ) -> Iterator[Execution | BulkExecution]:
         """Yield a sync's executions across pages (newest first unless ``ascending``)."""
-        token: str | None = None
-        while True:
-            page = self.run(
+        for page in api.follow_page_tokens(
+            lambda token: self.run(
                 api.list_executions_page(
                     sync_id,
                     kind=sync_kind,
@@ -460,10 +303,8 @@ class PolytomicHook(BaseHook):
                     ascending=ascending,
                 )
             )
+        ):
             yield from page.executions
-            if not page.next_page_token or page.next_page_token == token:
-                return
-            token = page.next_page_token
 
     def list_executions(
         self,

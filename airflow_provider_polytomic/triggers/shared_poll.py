@@ -2,7 +2,7 @@
 
 Deferred sensors (and asset watchers) on one connection subscribe to a single stream of
 :class:`EventTick` objects instead of polling once each. Each tick reads only the events
-created since the newest one already seen (:class:`~airflow_provider_polytomic.api.EventTail`),
+created since the newest one already seen (:class:`~airflow_provider_polytomic.event_tail.EventTail`),
 so its cost follows the organization's new events, not the number of waiters, plus one
 page now and then to re-read events that may have shown up late. On Airflow 3.3+ the triggerer
 runs that stream itself (``BaseEventTrigger.shared_stream_key`` / ``open_shared_stream``);
@@ -29,8 +29,9 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_polytomic._compat import BaseEventTrigger, TriggerEvent
-from airflow_provider_polytomic.api import EVENT_VISIBILITY_LAG, EventTail
+from airflow_provider_polytomic.api import EVENT_VISIBILITY_LAG
 from airflow_provider_polytomic.client import is_retryable
+from airflow_provider_polytomic.event_tail import EventTail
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import BulkExecution, Event, Execution
 from airflow_provider_polytomic.sync_wait import (

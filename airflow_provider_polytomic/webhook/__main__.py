@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from airflow_provider_polytomic.webhook.receiver import AirflowApiRecorder, create_app
+    from airflow_provider_polytomic.webhook.receiver import create_app
+    from airflow_provider_polytomic.webhook.recorder import AirflowApiRecorder
 
     app = create_app(
         polytomic_conn_id=args.conn_id,

@@ -31,7 +31,8 @@ FEATURE = "The Polytomic webhook receiver plugin"
 def build_receiver_app() -> Any:
     """The receiver app as the plugin mounts it (configured from the environment)."""
     require_airflow(FEATURE, (3, 0))
-    from airflow_provider_polytomic.webhook.receiver import AirflowApiRecorder, create_app
+    from airflow_provider_polytomic.webhook.receiver import create_app
+    from airflow_provider_polytomic.webhook.recorder import AirflowApiRecorder
 
     return create_app(
         polytomic_conn_id=os.environ.get("POLYTOMIC_WEBHOOK_CONN_ID", "polytomic_default"),

@@ -15,7 +15,7 @@ import pytest
 import airflow_provider_polytomic
 from airflow_provider_polytomic._compat import AIRFLOW_V_3, dag_bag
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

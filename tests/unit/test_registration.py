@@ -17,7 +17,7 @@ from airflow_provider_polytomic._compat import AIRFLOW_V_3
 from airflow_provider_polytomic.get_provider_info import CONN_FIELDS, get_provider_info
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _entry_point() -> metadata.EntryPoint:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # What a DAG file using only Airflow's own operators imports (as in benchmarks/import_cost.py),
 # and a DAG built with one of them.
@@ -171,5 +171,5 @@ def test_the_probe_sees_what_a_task_loads() -> None:
     assert {"requests", "httpx"} - preloaded, "Airflow itself loads both HTTP libraries: nothing to check"
     # The transports built every model's schema before their first request (build_schemas).
     schemas = {name: built for name, built in result["models"] if ".models." in name}
-    assert "airflow_provider_polytomic.models.Event" in schemas
+    assert "airflow_provider_polytomic.models.events.Event" in schemas
     assert [name for name, built in schemas.items() if not built] == []

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_polytomic import api
+from airflow_provider_polytomic.event_pager import EventPager
 from airflow_provider_polytomic.exceptions import PolytomicAPIError
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.models import (
@@ -249,7 +249,7 @@ def test_property_hostile_events_never_raise_nor_decide(items: list[Any], by_id:
     body=st.one_of(json_values, st.dictionaries(st.sampled_from(["data", "pagination", "x"]), json_values))
 )
 def test_property_events_pager_survives_any_body(body: Any) -> None:
-    pager = api.EventPager(starting_after=BASELINE, limit=2)
+    pager = EventPager(starting_after=BASELINE, limit=2)
     call = pager.next_call()
     assert call is not None
     wrapped = call.parse(body)  # the Call's own parse turns any JSON into the page dict
@@ -479,7 +479,7 @@ def test_mentions_a_secret_in_its_own_assertion():
 def _run_audited(pytester: pytest.Pytester, source: str) -> pytest.RunResult:
     pytester.makeconftest('pytest_plugins = ["tests.secret_audit"]')
     pytester.makepyfile(test_audited=source)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     pytester._monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
 

@@ -35,12 +35,12 @@ from airflow_provider_polytomic.operators.webhook import (
 )
 from airflow_provider_polytomic.signature import SIGNATURE_HEADER, sign
 from airflow_provider_polytomic.testing import FakePolytomic
-from airflow_provider_polytomic.webhook.receiver import (
+from airflow_provider_polytomic.webhook.receiver import create_app
+from airflow_provider_polytomic.webhook.recorder import (
     AirflowApiConfig,
     AirflowApiRecorder,
     ReceivedEvent,
     RecordResult,
-    create_app,
 )
 
 SECRET = "s3cr3t-webhook-value"

@@ -23,7 +23,7 @@ Knobs (environment variables):
 
 The long run (1,000 examples per property test, about an hour on 2 busy cores)::
 
-    POLYTOMIC_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/test_fault_injection.py \
+    POLYTOMIC_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/fault/test_fault_injection.py \
         -q -p no:logging --timeout=0 --hypothesis-show-statistics
 
 A failure prints the falsifying ``Schedule`` (``note``), Hypothesis' ``@reproduce_failure``

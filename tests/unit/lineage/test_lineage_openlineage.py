@@ -1,7 +1,7 @@
 """The OpenLineage facets of the run-sync operator, the sync sensor and the record-log operator.
 
 Needs the OpenLineage provider (``airflow-provider-polytomic[openlineage]``): the CI cells
-that install it run this module; the others run ``tests/test_lineage.py``, which checks the
+that install it run this module; the others run ``tests/unit/lineage/test_lineage.py``, which checks the
 same lookups and that without the provider the methods report nothing. Every task here runs
 against the fake Polytomic over real HTTP; only the task instance is a stand-in.
 """

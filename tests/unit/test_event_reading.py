@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_polytomic import api
+from airflow_provider_polytomic.event_pager import EventPager
+from airflow_provider_polytomic.event_tail import EventTail
 from airflow_provider_polytomic.hooks.polytomic import PolytomicHook
 from airflow_provider_polytomic.testing import EVENTS_ORDERS, FakePolytomic
 
@@ -147,7 +148,7 @@ def test_a_strict_limit_is_respected(fake: FakePolytomic, limit):
     start = fake.clock.now() - timedelta(minutes=10)
     made = add_events(fake, 40, start=start, step=timedelta(milliseconds=13))
     hook = PolytomicHook()
-    pager = api.EventPager(starting_after=start - timedelta(microseconds=1), limit=limit)
+    pager = EventPager(starting_after=start - timedelta(microseconds=1), limit=limit)
     before = len(events_requests(fake))
     got = []
     while (call := pager.next_call()) is not None:
@@ -167,7 +168,7 @@ def test_memory_stays_bounded_when_the_server_walks_back(fake: FakePolytomic):
     start = fake.clock.now() - timedelta(minutes=10)
     made = add_events(fake, 1000, start=start, step=timedelta(milliseconds=9))
     hook = PolytomicHook()
-    pager = api.EventPager(starting_after=start - timedelta(microseconds=1), max_buffered=250)
+    pager = EventPager(starting_after=start - timedelta(microseconds=1), max_buffered=250)
     got, peak = [], 0
     while (call := pager.next_call()) is not None:
         got.extend(e.id for e in pager.feed(hook.run(call)))
@@ -179,7 +180,7 @@ def test_memory_stays_bounded_when_the_server_walks_back(fake: FakePolytomic):
 # ----------------------------------------------------------------------- the tail
 
 
-def run_round(tail: api.EventTail, hook: PolytomicHook, now: datetime | None = None) -> list[str]:
+def run_round(tail: EventTail, hook: PolytomicHook, now: datetime | None = None) -> list[str]:
     tail.begin(now or datetime.now(timezone.utc))
     out = []
     while (call := tail.next_call()) is not None:
@@ -195,7 +196,7 @@ def test_each_round_reads_only_what_is_new(fake: FakePolytomic):
     # a window taken afterwards.
     now = fake.clock.now()
     add_events(fake, 2000, start=now - timedelta(seconds=59), step=timedelta(milliseconds=29))
-    tail = api.EventTail(start=now - timedelta(seconds=60), recheck_interval=None)
+    tail = EventTail(start=now - timedelta(seconds=60), recheck_interval=None)
     first = run_round(tail, hook)
     assert len(first) == 2000
     for new in (0, 1, 30, 99, 100, 101, 250, 640):
@@ -214,7 +215,7 @@ def test_late_events_are_caught_by_the_re_read(fake: FakePolytomic):
     hook = PolytomicHook()
     lag = timedelta(seconds=2)
     t0 = datetime.now(timezone.utc)
-    tail = api.EventTail(start=t0 - lag, lag=lag, recheck_interval=0.5)
+    tail = EventTail(start=t0 - lag, lag=lag, recheck_interval=0.5)
     run_round(tail, hook, t0)
     add_events(fake, 20, start=fake.clock.now(), step=timedelta(milliseconds=1))
     assert len(run_round(tail, hook, t0 + timedelta(seconds=0.1))) == 20
@@ -234,7 +235,7 @@ def test_a_failed_request_loses_nothing(fake: FakePolytomic, monkeypatch):
     conn = {"conn_type": "polytomic", "host": fake.url, "password": fake.api_key, "extra": {"max_retries": 0}}
     monkeypatch.setenv("AIRFLOW_CONN_POLYTOMIC_FLAKY", json.dumps(conn))
     hook = PolytomicHook("polytomic_flaky")
-    tail = api.EventTail(start=fake.clock.now() - timedelta(seconds=1), recheck_interval=None)
+    tail = EventTail(start=fake.clock.now() - timedelta(seconds=1), recheck_interval=None)
     made = add_events(fake, 330, start=fake.clock.now(), step=timedelta(microseconds=100))
     got: list[str] = []
     tail.begin(datetime.now(timezone.utc))
@@ -258,7 +259,7 @@ def test_a_one_page_reader_that_falls_behind_skips_to_recent_events(fake: FakePo
     now = fake.clock.now()
     add_events(fake, 1500, start=now - timedelta(minutes=5), step=timedelta(milliseconds=40))
     recent = add_events(fake, 40, start=now - timedelta(seconds=20), step=timedelta(milliseconds=300))
-    tail = api.EventTail(
+    tail = EventTail(
         start=now - timedelta(minutes=6), recheck_interval=None, max_behind=timedelta(seconds=60)
     )
     seen: list[str] = []
@@ -343,7 +344,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str, int, int]:
 def test_property_every_event_once_and_sorted_whatever_the_server(world) -> None:
     events, behaviour, limit, seed = world
     server = SimulatedServer(events, behaviour, seed)
-    pager = api.EventPager(
+    pager = EventPager(
         starting_after=T0 - US,
         ending_before=T0 + timedelta(days=1),
         limit=limit,

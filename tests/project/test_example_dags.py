@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_polytomic._compat import AIRFLOW_V_3, dag_bag, serialize_round_trip
 
-EXAMPLE_DAGS = Path(__file__).resolve().parent.parent / "example_dags"
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 EXAMPLES = sorted(EXAMPLE_DAGS.glob("example_*.py"))
 DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 LINKED_TASKS = {

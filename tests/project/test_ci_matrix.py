@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIND_UV = ROOT / "ci" / "find-uv"
 BARE_PATH = "/usr/bin:/bin"  # no uv there (checked below)
 

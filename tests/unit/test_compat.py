@@ -27,7 +27,7 @@ from airflow_provider_polytomic._compat import (
 from airflow_provider_polytomic.exceptions import PolytomicAirflowVersionError
 from airflow_provider_polytomic.get_provider_info import airflow_major_version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SID = "9a4e1c2d-3b5f-4a6e-8c7d-0e1f2a3b4c5d"
 # DAG files are written the way users write them (their own Airflow 2/3 imports).
 DAG_FOLDERS = (
