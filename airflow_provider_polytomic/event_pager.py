@@ -100,6 +100,9 @@ class EventPager:
       keeps neither end (an arbitrary subset), windows are halved until a page is not full.
       A page whose timestamps are too few to show an order reliably (a shuffled page of
       fewer than about ten distinct ones is sorted by chance too often) counts as shuffled.
+      A server that picks an arbitrary subset which happens to come out sorted by time (say,
+      pages ordered by an id that follows ``created_at`` only roughly) cannot be told from
+      an oldest-first one by its pages; the pager then takes it for oldest first.
     * a full page whose events all share **one timestamp**: more events than ``limit`` at one
       instant cannot be told apart by time filters; the pager logs a warning and reads on
       around that instant.
